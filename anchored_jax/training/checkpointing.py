@@ -1,0 +1,85 @@
+"""Orbax checkpoints of a training run: train state, data-iterator state and config.
+
+The three are separate items of one `CheckpointManager` step, so a run can be inspected or
+exported without the data pipeline. Orbax writes each step into a temporary directory and
+renames it into place when every item is complete, so an interrupted save never leaves a
+half-valid checkpoint behind; `latest_step` only ever sees finished ones.
+"""
+
+import json
+import os
+from typing import Any
+
+import grain
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+class RunCheckpoints:
+    """Saves and restores one run's checkpoints under `workdir/checkpoints`."""
+
+    def __init__(self, workdir: str, checkpoint: ml_collections.ConfigDict):
+        self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=checkpoint.max_to_keep,
+            enable_async_checkpointing=checkpoint.async_save,
+            create=True,
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=options,
+            item_handlers=dict(
+                state=ocp.StandardCheckpointHandler(),
+                data_iter=grain.checkpoint.CheckpointHandler(),
+                config=ocp.JsonCheckpointHandler(),
+            ),
+        )
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(
+        self,
+        step: int,
+        state: Any,
+        data_iter: grain.DatasetIterator | None,
+        config: ml_collections.ConfigDict,
+    ) -> bool:
+        items = dict(
+            state=ocp.args.StandardSave(state),
+            config=ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
+        )
+        if data_iter is not None:
+            items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
+        return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+    def restore(
+        self,
+        step: int,
+        abstract_state: Any,
+        data_iter: grain.DatasetIterator | None = None,
+    ) -> Any:
+        """Restores the state (onto `abstract_state`'s shardings) and, in place, the iterator."""
+        items = dict(state=ocp.args.StandardRestore(abstract_state))
+        if data_iter is not None:
+            items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        return restored["state"]
+
+    def restore_config(self, step: int) -> dict:
+        restored = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+        return restored["config"]
+
+    def wait_until_finished(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+def abstract_like(tree: Any) -> Any:
+    """ShapeDtypeStructs (with shardings) for restoring onto the layout of `tree`."""
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)

@@ -1,0 +1,215 @@
+"""The sDiT training loop, top to bottom: writers, model and optimiser, restore, steps, loop.
+
+The caller (launch/train.py) builds the data iterators, so this module never imports the
+data pipelines: it takes a grain iterator, whose state it checkpoints, and a fixed list of
+held-out batches. Every random draw is `fold_in(key, step)`, and the iterator state is saved
+with the train state, so a resumed run repeats an uninterrupted one exactly.
+"""
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers, periodic_actions
+from flax import nnx
+
+from anchored_jax.diffusion.schedules import make_schedule
+from anchored_jax.models.sdit import SDiT
+from anchored_jax.models.sdit_config import SDiTConfig
+from anchored_jax.training.checkpointing import RunCheckpoints
+from anchored_jax.training.optimizer import learning_rate_schedule, make_optimizer
+from anchored_jax.training.sample_grid import clip_grid, make_clip_sampler, write_grid_png
+from anchored_jax.training.sdit_step import make_eval_step, make_train_step
+from anchored_jax.training.train_state import (
+    TrainState,
+    create_train_state,
+    param_count,
+    split_model,
+)
+
+EVAL_LOG = "eval_metrics.jsonl"
+
+
+class PreemptionFlag:
+    """Set by SIGTERM (what TPU VMs and SLURM send before preempting); the loop then saves."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # Not the main thread (e.g. inside a test runner): no handler.
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def build_model(config: ml_collections.ConfigDict, seed: int) -> SDiT:
+    return SDiT(SDiTConfig(**config.model.to_dict()), rngs=nnx.Rngs(seed))
+
+
+def evaluate(eval_step, params, eval_batches, key) -> dict[str, float]:
+    """Mean held-out metrics over the fixed batches, with the same keys at every evaluation."""
+    sums: dict[str, float] = {}
+    for i, batch in enumerate(eval_batches):
+        metrics = jax.device_get(eval_step(params, batch, jax.random.fold_in(key, i)))
+        for name, value in metrics.items():
+            sums[name] = sums.get(name, 0.0) + float(value)
+    return {name: total / len(eval_batches) for name, total in sums.items()}
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    train_iter: Iterator[Mapping[str, np.ndarray]],
+    eval_batches: Sequence[Mapping[str, np.ndarray]],
+    stop_at_step: int | None = None,
+) -> dict[str, float]:
+    """Trains until `config.training.num_steps`, resuming from the workdir's latest checkpoint.
+
+    `stop_at_step` ends this run early, with a checkpoint, as a job with a time limit would;
+    running again continues exactly where it stopped. Returns the last held-out evaluation (EMA and raw params) and the first one of this run.
+    """
+    training = config.training
+    num_steps = training.num_steps
+    is_main = jax.process_index() == 0
+
+    # ------------------------------------------------------------------ writers
+    writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+    if is_main:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+
+    # ------------------------------------------------------------------ model and optimiser
+    schedule = make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
+    tx = make_optimizer(training)
+    graphdef, _ = split_model(nnx.eval_shape(lambda: build_model(config, config.seed)))
+
+    def init_state() -> TrainState:
+        _, params = split_model(build_model(config, config.seed))
+        return create_train_state(params, tx)
+
+    # ------------------------------------------------------------------ restore or initialise
+    checkpoints = RunCheckpoints(workdir, config.checkpoint)
+    latest = checkpoints.latest_step()
+    if latest is not None:
+        logging.info("Resuming from %s at step %d.", checkpoints.directory, latest)
+        state = checkpoints.restore(latest, jax.eval_shape(init_state), train_iter)
+    else:
+        state = jax.jit(init_state)()
+    start_step = int(state.step)
+    n_params = param_count(state.params)
+    logging.info("sDiT: %s parameters; starting at step %d of %d.", f"{n_params:,}", start_step, num_steps)
+    if start_step == 0:
+        writer.write_hparams({"num_params": n_params, **_flat_hparams(config)})
+
+    # ------------------------------------------------------------------ steps
+    train_step = jax.jit(
+        make_train_step(graphdef, tx, schedule, config, learning_rate_schedule(training)),
+        donate_argnums=(0,),
+    )
+    eval_step = jax.jit(make_eval_step(graphdef, schedule, config))
+    sample_clips = make_clip_sampler(
+        graphdef,
+        schedule,
+        prediction=config.diffusion.prediction,
+        num_steps=config.logging.sample_steps,
+    )
+    root_key = jax.random.key(config.seed)
+    train_key, eval_key, sample_key = jax.random.split(root_key, 3)
+    sample_batch = _first_clips(eval_batches, config.logging.sample_clips)
+
+    def run_eval(step: int) -> dict[str, float]:
+        metrics = evaluate(eval_step, state.params, eval_batches, eval_key)
+        ema = evaluate(eval_step, state.ema_params, eval_batches, eval_key)
+        metrics["eval_loss_ema"] = ema["eval_loss"]
+        writer.write_scalars(step, metrics)
+        if is_main:
+            with open(os.path.join(workdir, EVAL_LOG), "a") as f:
+                f.write(json.dumps({"step": step, **metrics}) + "\n")
+        logging.info(
+            "step %d: held-out loss %.4f (EMA %.4f); predicting zeros gives %.4f",
+            step,
+            metrics["eval_loss"],
+            metrics["eval_loss_ema"],
+            metrics["eval_zeros_loss"],
+        )
+        return metrics
+
+    def write_samples(step: int) -> None:
+        generated = sample_clips(state.ema_params, sample_batch, sample_key)
+        grid = clip_grid(sample_batch["video_BKHWC"], np.asarray(generated))
+        writer.write_images(step, {"samples": grid[None]})
+        if is_main:
+            write_grid_png(grid, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
+
+    # ------------------------------------------------------------------ loop
+    report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
+    first_eval = run_eval(start_step) if start_step == 0 else None
+    last_eval = first_eval
+    pending: list[dict[str, jax.Array]] = []
+    step = start_step
+    end_step = num_steps if stop_at_step is None else min(stop_at_step, num_steps)
+    with PreemptionFlag() as preemption:
+        while step < end_step:
+            batch = next(train_iter)
+            state, metrics = train_step(state, batch, jax.random.fold_in(train_key, step))
+            pending.append(metrics)
+            step += 1
+            report_progress(step)
+            if step % config.logging.log_every_steps == 0 or step == num_steps:
+                means = jax.tree.map(lambda *xs: float(jnp.mean(jnp.stack(xs))), *pending)
+                writer.write_scalars(step, {f"train_{k}": v for k, v in means.items()})
+                pending = []
+                if not np.isfinite(means["loss"]):
+                    raise FloatingPointError(f"train loss is {means['loss']} at step {step}")
+            if step % config.logging.eval_every_steps == 0 or step == num_steps:
+                last_eval = run_eval(step)
+            if step % config.logging.sample_every_steps == 0 or step == num_steps:
+                write_samples(step)
+            stopping = preemption.requested or step == end_step
+            if step % config.checkpoint.every_steps == 0 or stopping:
+                checkpoints.save(step, state, train_iter, config)
+            if preemption.requested:
+                break
+    checkpoints.wait_until_finished()
+    checkpoints.close()
+    writer.flush()
+    summary = {"step": step, **(last_eval or {})}
+    if first_eval is not None:
+        summary.update({f"initial_{k}": v for k, v in first_eval.items()})
+    return summary
+
+
+def _first_clips(batches: Sequence[Mapping[str, np.ndarray]], n: int) -> dict[str, np.ndarray]:
+    first = batches[0]
+    return {k: np.asarray(v)[:n] for k, v in first.items()}
+
+
+def _flat_hparams(config: ml_collections.ConfigDict) -> dict:
+    flat = {}
+    for section, values in config.to_dict().items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if isinstance(value, (int, float, str, bool)):
+                    flat[f"{section}.{key}"] = value
+        elif isinstance(values, (int, float, str, bool)):
+            flat[section] = values
+    return flat

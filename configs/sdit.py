@@ -1,0 +1,116 @@
+r"""sDiT training on non-uniformly spaced clips: the main Anchored Diffusion config.
+
+Train the tiny variant on the embedded synthetic faces (about 10 minutes on 2 CPU cores):
+
+  python -m launch.train --config configs/sdit.py:tiny --workdir runs/sdit_tiny
+
+Any knob can be overridden from the command line, e.g.
+
+  python -m launch.train --config configs/sdit.py:S --workdir runs/sdit_s \
+      --config.model.attention=factorized --config.data.sampler=loguniform_gaps
+
+The argument after the colon is the model size: tiny | S | B | L | XL (DiT's widths, depths and
+heads). tiny runs on pixels; S/B/L/XL are sized for 32x32x4 VAE latents (256px frames).
+"""
+
+import ml_collections
+
+# DiT sizes (width, depth, heads), from the DiT paper, Table 1.
+_SIZES = {
+    "tiny": (128, 4, 4),
+    "S": (384, 12, 6),
+    "B": (768, 12, 12),
+    "L": (1024, 24, 16),
+    "XL": (1152, 28, 16),
+}
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+    size = arg or "tiny"
+    if size not in _SIZES:
+        raise ValueError(f"config argument: expected one of {sorted(_SIZES)}, got {size!r}")
+    tiny = size == "tiny"
+    width, depth, heads = _SIZES[size]
+
+    config = ml_collections.ConfigDict()
+    config.seed = 0  # model init, noise and condition-dropout randomness (data has its own seed)
+
+    # --- data: clips of K frames at random, non-uniform times -------------------------------
+    config.data = data = ml_collections.ConfigDict()
+    data.source = "synthetic"  # synthetic (embedded procedural faces); real sources come later
+    data.image_size = 32 if tiny else 256  # frame side in pixels; larger = sharper, slower
+    data.clip_frames = 4 if tiny else 8  # K frames per training clip; more = longer context, cost ~K^2
+    data.fps = 25.0  # frame rate of the source videos; frame times are in seconds
+    data.video_frames = 64  # frames per synthetic video
+    data.num_train_identities = 64  # synthetic training identities (disjoint from test)
+    data.num_test_identities = 8  # held-out identities for the eval loss and samples
+    data.videos_per_identity = 4  # synthetic videos per identity
+    data.sampler = "random_subset"  # uniform_stride (baseline) | random_subset | loguniform_gaps
+    data.min_window = 4  # shortest clip window, frames; short = dense, near-duplicate frames
+    data.max_window = 32  # longest clip window, frames; long = sparse frames, more motion
+    data.identity_frame = "random"  # source image: random (any frame of the video) | first
+    data.seed = 0  # seed of the synthetic world and of the data order
+    data.worker_count = 0  # grain worker processes; 0 = in-process (best on 2 cores)
+
+    # --- model: the sequence-DiT -------------------------------------------------------------
+    config.model = model = ml_collections.ConfigDict()
+    model.image_size = data.get_ref("image_size") if tiny else 32  # tokens come from this side
+    model.in_channels = 3 if tiny else 4  # 3 = pixels, 4 = VAE latents
+    model.out_channels = 0  # 0 = same as input
+    model.patch_size = 4 if tiny else 2  # smaller = more tokens, better detail, cost ~1/p^4
+    model.width = width
+    model.depth = depth
+    model.num_heads = heads
+    model.mlp_ratio = 4.0
+    model.max_frames = 16  # longest clip the model accepts at run time; no frame-index table
+    model.attention = "joint"  # joint (all K*N tokens) | factorized (spatial, then temporal)
+    model.attention_backend = "xla"  # xla (reference) | cudnn (GPU flash attention)
+    model.time_in_tokens = True  # also add the frame-time embedding to each frame's tokens
+    model.num_landmarks = 68  # landmark points per frame (68 synthetic, 468 MediaPipe)
+    model.landmark_dim = 3  # coordinates per landmark point
+    model.identity = "encoder"  # encoder (learned, over the source image) | embedding (external)
+    model.identity_embed_dim = 768  # size of an external identity embedding (embedding mode)
+    model.time_embed_period = 10.0  # seconds; longest period of the frame-time sinusoids
+    model.scan_layers = True  # scan the blocks: one compiled block, faster compile at depth
+    model.remat_policy = "none"  # none | full | dots | dots_no_batch | save_attention_out
+    model.dtype = "float32"  # compute dtype; bfloat16 on accelerators
+    model.param_dtype = "float32"  # parameter dtype; keep float32 for stable AdamW updates
+
+    # --- diffusion ---------------------------------------------------------------------------
+    config.diffusion = diffusion = ml_collections.ConfigDict()
+    diffusion.schedule = "linear"  # linear (DDPM/DiT) | cosine (better at low resolution)
+    diffusion.num_timesteps = 1000
+    diffusion.prediction = "epsilon"  # epsilon | v | x0
+
+    # --- training ----------------------------------------------------------------------------
+    config.training = training = ml_collections.ConfigDict()
+    training.batch_size = 16 if tiny else 256  # global batch, split over data-parallel devices
+    training.num_steps = 1500 if tiny else 400_000
+    training.learning_rate = 1e-3 if tiny else 1e-4  # peak AdamW learning rate
+    training.warmup_steps = 100 if tiny else 5000  # linear warm-up before cosine decay
+    training.end_learning_rate_factor = 0.1  # cosine decays to this fraction of the peak
+    training.weight_decay = 0.0  # AdamW decoupled weight decay; DiT trains with none
+    training.b1 = 0.9
+    training.b2 = 0.999
+    training.grad_clip_norm = 1.0  # global-norm clipping; guards against loss spikes
+    training.ema_decay = 0.999 if tiny else 0.9999  # EMA of params used for eval and sampling
+    training.identity_drop_prob = 0.1  # identity replaced by its learned null (enables CFG)
+    training.landmark_drop_prob = 0.1  # landmarks replaced by their learned null (enables CFG)
+    training.known_anchor_prob = 0.5  # clips whose first frame is clean (t=0) and known
+    training.timesteps = "shared"  # shared (one t per clip) | per_frame (independent t per frame)
+
+    # --- checkpoints -------------------------------------------------------------------------
+    config.checkpoint = ckpt = ml_collections.ConfigDict()
+    ckpt.every_steps = 500 if tiny else 5000  # also saved at the last step and on preemption
+    ckpt.max_to_keep = 3  # most recent checkpoints kept on disk
+    ckpt.async_save = True  # write in the background while training continues
+
+    # --- logging and evaluation --------------------------------------------------------------
+    config.logging = logging = ml_collections.ConfigDict()
+    logging.log_every_steps = 50  # train loss and learning rate to TensorBoard
+    logging.eval_every_steps = 250 if tiny else 5000  # held-out denoising loss
+    logging.eval_batches = 4  # fixed held-out batches, the same at every evaluation
+    logging.sample_every_steps = 1500 if tiny else 20000  # sample grid written to the workdir
+    logging.sample_clips = 4  # held-out clips in the sample grid
+    logging.sample_steps = 25  # DDIM steps for the sample grid
+    return config
