@@ -39,7 +39,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.data = data = ml_collections.ConfigDict()
     data.source = "synthetic"  # synthetic (embedded procedural faces); real sources come later
     data.image_size = 32 if tiny else 256  # frame side in pixels; larger = sharper, slower
-    data.clip_frames = 4 if tiny else 8  # K frames per training clip; more = longer context, cost ~K^2
+    data.clip_frames = 4 if tiny else 8  # K frames per clip; more = longer context, cost ~K^2
     data.fps = 25.0  # frame rate of the source videos; frame times are in seconds
     data.video_frames = 64  # frames per synthetic video
     data.num_train_identities = 64  # synthetic training identities (disjoint from test)

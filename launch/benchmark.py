@@ -106,7 +106,10 @@ def main(argv):
         - memory.alias_size_in_bytes
     )
     rows = [
-        ("config", f"{_CONFIG.value.model.width}w x {model_config.depth}d, {model_config.attention}"),
+        (
+            "config",
+            f"{_CONFIG.value.model.width}w x {model_config.depth}d, {model_config.attention}",
+        ),
         ("devices", f"{jax.device_count()} x {jax.devices()[0].device_kind}"),
         ("parameters", f"{param_count(state.params):,}"),
         ("batch x frames x tokens/frame", f"{batch_size} x {K} x {tokens_per_frame}"),

@@ -22,8 +22,16 @@ _STOP_AT = flags.DEFINE_integer(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+class _QuietLibraries(logging.logging.Filter):
+    """Keeps orbax's per-save INFO chatter out of the training log; warnings still show."""
+
+    def filter(self, record):
+        return record.levelno >= logging.logging.WARNING or "orbax" not in record.pathname
+
+
 def main(argv):
     del argv
+    logging.get_absl_handler().addFilter(_QuietLibraries())
     import jax
 
     from anchored_jax.training.config_checks import (
@@ -66,7 +74,10 @@ def main(argv):
     eval_iter = iter(eval_data)
     eval_batches = [next(eval_iter) for _ in range(config.logging.eval_batches)]
     summary = train_and_evaluate(
-        config, workdir, train_iter=iter(train_data), eval_batches=eval_batches,
+        config,
+        workdir,
+        train_iter=iter(train_data),
+        eval_batches=eval_batches,
         stop_at_step=_STOP_AT.value,
     )
     logging.info("Finished: %s", summary)

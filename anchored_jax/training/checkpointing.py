@@ -70,7 +70,9 @@ class RunCheckpoints:
         return restored["state"]
 
     def restore_config(self, step: int) -> dict:
-        restored = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(config=ocp.args.JsonRestore())
+        )
         return restored["config"]
 
     def wait_until_finished(self) -> None:

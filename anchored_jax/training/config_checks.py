@@ -39,7 +39,9 @@ def validate_sdit_config(config: ml_collections.ConfigDict) -> SDiTConfig:
     _choice(config.diffusion.prediction, "diffusion.prediction", PREDICTIONS)
     training = config.training
     _choice(training.timesteps, "training.timesteps", TIMESTEP_MODES)
-    _expect(training.batch_size > 0, f"training.batch_size: expected > 0, got {training.batch_size}")
+    _expect(
+        training.batch_size > 0, f"training.batch_size: expected > 0, got {training.batch_size}"
+    )
     _expect(training.num_steps > 0, f"training.num_steps: expected > 0, got {training.num_steps}")
     for name in ("identity_drop_prob", "landmark_drop_prob", "known_anchor_prob"):
         p = training[name]
@@ -61,7 +63,9 @@ def validate_sdit_config(config: ml_collections.ConfigDict) -> SDiTConfig:
             f"got {model_config.image_size}",
         )
     for name in ("log_every_steps", "eval_every_steps", "sample_every_steps"):
-        _expect(config.logging[name] > 0, f"logging.{name}: expected > 0, got {config.logging[name]}")
+        _expect(
+            config.logging[name] > 0, f"logging.{name}: expected > 0, got {config.logging[name]}"
+        )
     _expect(
         config.checkpoint.every_steps > 0,
         f"checkpoint.every_steps: expected > 0, got {config.checkpoint.every_steps}",

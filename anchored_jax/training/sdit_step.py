@@ -109,7 +109,7 @@ def make_train_step(
         )
         metrics = dict(
             loss=loss,
-            grad_norm=optax.global_norm(grads),
+            grad_norm=optax.tree.norm(grads),
             learning_rate=learning_rate_fn(state.step),
         )
         return new_state, metrics

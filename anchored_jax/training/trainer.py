@@ -9,7 +9,6 @@ with the train state, so a resumed run repeats an uninterrupted one exactly.
 import json
 import os
 import signal
-import time
 from collections.abc import Iterator, Mapping, Sequence
 
 import jax
@@ -85,7 +84,8 @@ def train_and_evaluate(
     """Trains until `config.training.num_steps`, resuming from the workdir's latest checkpoint.
 
     `stop_at_step` ends this run early, with a checkpoint, as a job with a time limit would;
-    running again continues exactly where it stopped. Returns the last held-out evaluation (EMA and raw params) and the first one of this run.
+    running again continues exactly where it stopped. Returns the last held-out evaluation
+    (EMA and raw params) and, for a run that started at step 0, the first one.
     """
     training = config.training
     num_steps = training.num_steps
@@ -116,7 +116,9 @@ def train_and_evaluate(
         state = jax.jit(init_state)()
     start_step = int(state.step)
     n_params = param_count(state.params)
-    logging.info("sDiT: %s parameters; starting at step %d of %d.", f"{n_params:,}", start_step, num_steps)
+    logging.info(
+        "sDiT: %s parameters; starting at step %d of %d.", f"{n_params:,}", start_step, num_steps
+    )
     if start_step == 0:
         writer.write_hparams({"num_params": n_params, **_flat_hparams(config)})
 

@@ -13,9 +13,21 @@ def run_train(*args, workdir):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
     return subprocess.run(
-        [sys.executable, "-m", "launch.train", "--config", "configs/sdit.py:tiny",
-         "--workdir", str(workdir), *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "launch.train",
+            "--config",
+            "configs/sdit.py:tiny",
+            "--workdir",
+            str(workdir),
+            *args,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

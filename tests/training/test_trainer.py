@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from anchored_jax.training.checkpointing import RunCheckpoints
-from anchored_jax.training.trainer import train_and_evaluate
+from anchored_jax.training.optimizer import make_optimizer
+from anchored_jax.training.train_state import create_train_state, split_model
+from anchored_jax.training.trainer import build_model, train_and_evaluate
 from configs import sdit
 from data_pipelines.pipeline import build_clip_dataset
 
@@ -55,17 +57,10 @@ def run(config, workdir, stop_at_step=None):
 
 def restored_state_and_iterator(config, workdir, step):
     """The saved train state as numpy, and the saved data-iterator position."""
-    from flax import nnx
-
-    from anchored_jax.training.train_state import create_train_state, split_model
-    from anchored_jax.training.optimizer import make_optimizer
-    from anchored_jax.training.trainer import build_model
-
     tx = make_optimizer(config.training)
     abstract = jax.eval_shape(
         lambda: create_train_state(split_model(build_model(config, config.seed))[1], tx)
     )
-    del nnx
     checkpoints = RunCheckpoints(str(workdir), config.checkpoint)
     data_iter = iter(build_clip_dataset(config.data, split="train", batch_size=4, seed=0))
     state = checkpoints.restore(step, abstract, data_iter)
@@ -91,7 +86,10 @@ def test_resume_equals_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     # The run did move: params differ from a 3-step run's.
     early, _ = restored_state_and_iterator(config, tmp_path / "resumed", 3)
-    moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(early.params), jax.tree.leaves(resumed.params))]
+    moved = [
+        not np.allclose(a, b)
+        for a, b in zip(jax.tree.leaves(early.params), jax.tree.leaves(resumed.params))
+    ]
     assert any(moved)
 
 
