@@ -84,8 +84,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
 
     # --- training ----------------------------------------------------------------------------
     config.training = training = ml_collections.ConfigDict()
-    training.batch_size = 16 if tiny else 256  # global batch, split over data-parallel devices
-    training.num_steps = 1500 if tiny else 400_000
+    training.batch_size = 8 if tiny else 256  # global batch, split over data-parallel devices
+    training.num_steps = 1000 if tiny else 400_000
     training.learning_rate = 1e-3 if tiny else 1e-4  # peak AdamW learning rate
     training.warmup_steps = 100 if tiny else 5000  # linear warm-up before cosine decay
     training.end_learning_rate_factor = 0.1  # cosine decays to this fraction of the peak
@@ -93,7 +93,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     training.b1 = 0.9
     training.b2 = 0.999
     training.grad_clip_norm = 1.0  # global-norm clipping; guards against loss spikes
-    training.ema_decay = 0.999 if tiny else 0.9999  # EMA of params used for eval and sampling
+    training.ema_decay = 0.995 if tiny else 0.9999  # EMA of params used for eval and sampling
     training.identity_drop_prob = 0.1  # identity replaced by its learned null (enables CFG)
     training.landmark_drop_prob = 0.1  # landmarks replaced by their learned null (enables CFG)
     training.known_anchor_prob = 0.5  # clips whose first frame is clean (t=0) and known
@@ -110,7 +110,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     logging.log_every_steps = 50  # train loss and learning rate to TensorBoard
     logging.eval_every_steps = 250 if tiny else 5000  # held-out denoising loss
     logging.eval_batches = 4  # fixed held-out batches, the same at every evaluation
-    logging.sample_every_steps = 1500 if tiny else 20000  # sample grid written to the workdir
+    logging.sample_every_steps = 1000 if tiny else 20000  # sample grid written to the workdir
     logging.sample_clips = 4  # held-out clips in the sample grid
     logging.sample_steps = 25  # DDIM steps for the sample grid
     return config
