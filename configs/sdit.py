@@ -33,6 +33,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     width, depth, heads = _SIZES[size]
 
     config = ml_collections.ConfigDict()
+    config.task = "sdit"  # picks launch/train_sdit.py
     config.seed = 0  # model init, noise and condition-dropout randomness (data has its own seed)
 
     # --- data: clips of K frames at random, non-uniform times -------------------------------

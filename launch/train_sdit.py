@@ -1,0 +1,58 @@
+"""sDiT training from a config: validation, grain inputs, then the library's training loop."""
+
+import sys
+
+import jax
+import ml_collections
+from absl import logging
+
+from anchored_jax.training.config_checks import (
+    ConfigError,
+    ensure_writable_workdir,
+    validate_sdit_config,
+)
+from anchored_jax.training.trainer import train_and_evaluate
+from data_pipelines.pipeline import build_clip_dataset
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | None = None) -> dict:
+    try:
+        validate_sdit_config(config)
+        workdir = ensure_writable_workdir(workdir)
+        batch_size = config.training.batch_size
+        n_proc, proc = jax.process_count(), jax.process_index()
+        if batch_size % n_proc:
+            raise ConfigError(
+                f"training.batch_size: {batch_size} is not divisible by {n_proc} processes"
+            )
+        datasets = {
+            split: build_clip_dataset(
+                config.data,
+                split=split,
+                batch_size=batch_size // n_proc,
+                seed=config.data.seed + offset,
+                shard_index=proc,
+                shard_count=n_proc,
+            )
+            for split, offset in (("train", 0), ("test", 1))
+        }
+    except ValueError as e:  # ConfigError, or a data-config ValueError naming its field.
+        sys.exit(f"error: {e}")
+
+    eval_iter = iter(datasets["test"])
+    eval_batches = [next(eval_iter) for _ in range(config.logging.eval_batches)]
+    summary = train_and_evaluate(
+        config,
+        workdir,
+        train_iter=iter(datasets["train"]),
+        eval_batches=eval_batches,
+        stop_at_step=stop_at_step,
+    )
+    logging.info("Finished: %s", summary)
+    if "initial_eval_loss" in summary:
+        print(
+            f"held-out denoising loss: {summary['initial_eval_loss']:.4f} at step 0 -> "
+            f"{summary['eval_loss']:.4f} (EMA {summary['eval_loss_ema']:.4f}) at step "
+            f"{summary['step']}; predicting zeros: {summary['eval_zeros_loss']:.4f}"
+        )
+    return summary
