@@ -15,6 +15,8 @@ heads). tiny runs on pixels; S/B/L/XL are sized for 32x32x4 VAE latents (256px f
 
 import ml_collections
 
+from anchored_jax.parallel.logical_sharding import DEFAULT_RULES
+
 # DiT sizes (width, depth, heads), from the DiT paper, Table 1.
 _SIZES = {
     "tiny": (128, 4, 4),
@@ -99,6 +101,20 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     training.landmark_drop_prob = 0.1  # landmarks replaced by their learned null (enables CFG)
     training.known_anchor_prob = 0.5  # clips whose first frame is clean (t=0) and known
     training.timesteps = "shared"  # shared (one t per clip) | per_frame (independent t per frame)
+
+    # --- parallelism: mesh axes and logical-axis rules ----------------------------------------
+    config.mesh = mesh = ml_collections.ConfigDict()
+    # Devices per axis within a slice; one axis may be -1 (the rest of the devices).
+    # data: plain data parallel; fsdp: data parallel with params/optimiser sharded (saves
+    # memory, costs all-gathers); tensor: heads/MLP split (for widths that do not fit);
+    # sequence: the token axis split (for very long K*N).
+    mesh.num_devices = -1  # devices to use: -1 = all, or the first N
+    mesh.ici = dict(data=-1, fsdp=1, tensor=1, sequence=1)
+    mesh.dcn = dict(data=1, fsdp=1, tensor=1, sequence=1)  # slices per axis on multi-slice pods
+    config.sharding = ml_collections.ConfigDict()
+    # [logical axis, mesh axis | [mesh axes] | None]; a dimension the axes don't divide is
+    # replicated. See anchored_jax/parallel/logical_sharding.py.
+    config.sharding.rules = [list(rule) for rule in DEFAULT_RULES]
 
     # --- checkpoints -------------------------------------------------------------------------
     config.checkpoint = ckpt = ml_collections.ConfigDict()

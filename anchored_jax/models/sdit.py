@@ -5,6 +5,11 @@ vector `c_BKD = t_emb + frame_time_emb + landmark_emb + identity_emb`, which dri
 adaLN-Zero blocks; identity and landmarks can be swapped for learned nulls (condition
 dropout in training, classifier-free guidance at sampling). The trunk (patch embed,
 timestep embedder, blocks, final layer) is DiT's; see DESIGN.md, section "sDiT".
+
+The DiT-parity path: `identity="class_label"` (DiT's class table, whose extra row is the
+null label) with `frame_time_condition=False`, `landmark_condition=False` and
+`time_in_tokens=False` leaves `c = t_emb + class_emb`; on one frame this is exactly DiT,
+which is how `interop/dit_import.py` checks an imported checkpoint.
 """
 
 import einops
@@ -25,8 +30,13 @@ from anchored_jax.models.logical_axes import param_init
 from anchored_jax.models.remat import apply_remat
 from anchored_jax.models.sdit_block import FinalLayer, SDiTBlock
 from anchored_jax.models.sdit_config import SDiTConfig
+from anchored_jax.parallel.logical_sharding import constrain
+
+# Logical names of the token activations between blocks (mapped to mesh axes by the rules).
+TOKENS_BLD = ("batch", "length", "act_embed")
 
 # Attributes that are ours rather than DiT's trunk; `count_params` can leave them out.
+# (In class_label mode `identity_embedder` is DiT's label table, still not trunk.)
 CONDITIONING_ATTRS = (
     "frame_time_embedder",
     "landmark_embedder",
@@ -34,6 +44,20 @@ CONDITIONING_ATTRS = (
     "null_identity",
     "null_landmarks",
 )
+
+
+class ClassLabelEmbedder(nnx.Module):
+    """Class label -> D, DiT's LabelEmbedder: a table with one extra row, the null label."""
+
+    def __init__(self, config: SDiTConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+        self.dtype = dtype
+        init = param_init(COND_MLP_INIT, "cond_in", "embed")
+        self.embedding_table = nnx.Param(
+            init(rngs.params(), (config.num_classes + 1, config.width), param_dtype)
+        )
+
+    def __call__(self, labels_B: jax.Array) -> jax.Array:
+        return jnp.take(self.embedding_table[...], labels_B, axis=0).astype(self.dtype)
 
 
 class SDiT(nnx.Module):
@@ -47,13 +71,31 @@ class SDiT(nnx.Module):
 
         self.patch_embed = PatchEmbed(config, **kw)
         self.t_embedder = TimestepEmbedder(config, **kw)
-        self.frame_time_embedder = FrameTimeEmbedder(config, **kw)
-        self.landmark_embedder = LandmarkEmbedder(config, **kw)
-        identity_cls = IdentityEncoder if config.identity == "encoder" else IdentityProjection
+        # A switched-off condition has no parameters at all (None), so nothing unused is saved.
+        self.frame_time_embedder = (
+            FrameTimeEmbedder(config, **kw) if config.frame_time_condition else None
+        )
+        self.landmark_embedder = (
+            LandmarkEmbedder(config, **kw) if config.landmark_condition else None
+        )
+        identity_cls = {
+            "encoder": IdentityEncoder,
+            "embedding": IdentityProjection,
+            "class_label": ClassLabelEmbedder,
+        }[config.identity]
         self.identity_embedder = identity_cls(config, **kw)
         null_init = param_init(COND_MLP_INIT, "embed")
-        self.null_identity = nnx.Param(null_init(rngs.params(), (config.width,), param_dtype))
-        self.null_landmarks = nnx.Param(null_init(rngs.params(), (config.width,), param_dtype))
+        # class_label drops to the table's own null row instead.
+        self.null_identity = (
+            nnx.Param(null_init(rngs.params(), (config.width,), param_dtype))
+            if config.identity != "class_label"
+            else None
+        )
+        self.null_landmarks = (
+            nnx.Param(null_init(rngs.params(), (config.width,), param_dtype))
+            if config.landmark_condition
+            else None
+        )
 
         if config.scan_layers:
             # One block whose every parameter has a leading `layers` axis of size depth.
@@ -89,29 +131,52 @@ class SDiT(nnx.Module):
             "drop_landmarks_B": (drop_lm, (B,)),
             "frame_mask_BK": (frame_mask, (B, K)),
         }
+        for name, value, used in (
+            ("times_BK", times, cfg.frame_time_condition),
+            ("landmarks_BKLC", landmarks, cfg.landmark_condition),
+        ):
+            if used and value is None:
+                raise ValueError(f"{name}: required by the model config, got None")
         if cfg.identity == "encoder":
             expected["identity_BHWC"] = (identity, (B, H, W, C))
-        else:
+        elif cfg.identity == "embedding":
             expected["identity_BE"] = (identity, (B, cfg.identity_embed_dim))
+        else:
+            expected["labels_B"] = (identity, (B,))
         for name, (value, shape) in expected.items():
             if value is not None and tuple(jnp.shape(value)) != shape:
                 raise ValueError(f"{name}: expected shape {shape}, got {tuple(jnp.shape(value))}")
 
     # ------------------------------------------------------------------ pieces
     def conditioning(self, t_BK, times_BK, landmarks_BKLC, identity, drop_id_B, drop_lm_B):
-        """Per-frame conditioning `c_BKD` and the frame-time embedding `time_BKD`."""
-        time_BKD = self.frame_time_embedder(times_BK)
-        landmark_BKD = self.landmark_embedder(landmarks_BKLC)
-        if drop_lm_B is not None:
-            drop_lm_B = jnp.asarray(drop_lm_B, bool)
-            null = self.null_landmarks[...].astype(landmark_BKD.dtype)
-            landmark_BKD = jnp.where(drop_lm_B[:, None, None], null, landmark_BKD)
-        identity_BD = self.identity_embedder(identity)
-        if drop_id_B is not None:
-            drop_id_B = jnp.asarray(drop_id_B, bool)
-            null = self.null_identity[...].astype(identity_BD.dtype)
-            identity_BD = jnp.where(drop_id_B[:, None], null, identity_BD)
-        c_BKD = self.t_embedder(t_BK) + time_BKD + landmark_BKD + identity_BD[:, None]
+        """Per-frame conditioning `c_BKD` and the frame-time embedding `time_BKD` (or None)."""
+        # Summed left to right, t + time + landmarks + identity, whichever are switched on.
+        c_BKD = self.t_embedder(t_BK)
+        time_BKD = None
+        if self.frame_time_embedder is not None:
+            time_BKD = self.frame_time_embedder(times_BK)
+            c_BKD = c_BKD + time_BKD
+        if self.landmark_embedder is not None:
+            landmark_BKD = self.landmark_embedder(landmarks_BKLC)
+            if drop_lm_B is not None:
+                drop_lm_B = jnp.asarray(drop_lm_B, bool)
+                null = self.null_landmarks[...].astype(landmark_BKD.dtype)
+                landmark_BKD = jnp.where(drop_lm_B[:, None, None], null, landmark_BKD)
+            c_BKD = c_BKD + landmark_BKD
+        if self.config.identity == "class_label":
+            labels_B = jnp.asarray(identity, jnp.int32)
+            if drop_id_B is not None:
+                labels_B = jnp.where(
+                    jnp.asarray(drop_id_B, bool), self.config.num_classes, labels_B
+                )
+            identity_BD = self.identity_embedder(labels_B)
+        else:
+            identity_BD = self.identity_embedder(identity)
+            if drop_id_B is not None:
+                drop_id_B = jnp.asarray(drop_id_B, bool)
+                null = self.null_identity[...].astype(identity_BD.dtype)
+                identity_BD = jnp.where(drop_id_B[:, None], null, identity_BD)
+        c_BKD = c_BKD + identity_BD[:, None]
         return c_BKD, time_BKD
 
     def run_blocks(self, x_BLD, c_BKD, frame_mask_BK):
@@ -121,7 +186,8 @@ class SDiT(nnx.Module):
             graphdef, stacked_state = nnx.split(self.blocks)
 
             def body(x_BLD, layer_state):
-                return nnx.merge(graphdef, layer_state)(x_BLD, c_BKD, frame_mask_BK), None
+                x_BLD = nnx.merge(graphdef, layer_state)(x_BLD, c_BKD, frame_mask_BK)
+                return constrain(x_BLD, TOKENS_BLD), None
 
             body = apply_remat(body, policy, prevent_cse=False)
             x_BLD, _ = jax.lax.scan(body, x_BLD, stacked_state)
@@ -132,7 +198,7 @@ class SDiT(nnx.Module):
             def apply(state, x_BLD, c_BKD, graphdef=graphdef):
                 return nnx.merge(graphdef, state)(x_BLD, c_BKD, frame_mask_BK)
 
-            x_BLD = apply_remat(apply, policy)(state, x_BLD, c_BKD)
+            x_BLD = constrain(apply_remat(apply, policy)(state, x_BLD, c_BKD), TOKENS_BLD)
         return x_BLD
 
     # ------------------------------------------------------------------ forward
@@ -153,9 +219,11 @@ class SDiT(nnx.Module):
         Args:
           x_BKHWC: noisy clip, K in 1..max_frames.
           t_BK: diffusion step of each frame, int or float in [0, 1000).
-          times_BK: frame time in seconds relative to the anchor (any sign or size).
-          landmarks_BKLC: driving landmarks per frame.
-          identity: `identity_BHWC` (encoder mode) or `identity_BE` (embedding mode).
+          times_BK: frame time in seconds relative to the anchor (any sign or size); may be
+            None when `frame_time_condition` is off.
+          landmarks_BKLC: driving landmarks per frame; None allowed when switched off.
+          identity: `identity_BHWC` (encoder mode), `identity_BE` (embedding mode) or int
+            `labels_B` (class_label mode; dropping it selects the null label).
           drop_identity_B, drop_landmarks_B: True -> use that condition's learned null.
           frame_mask_BK: True = real frame; padded frames are hidden from attention as keys.
         """
@@ -176,7 +244,7 @@ class SDiT(nnx.Module):
         if frame_mask_BK is not None:
             frame_mask_BK = jnp.asarray(frame_mask_BK, bool)
 
-        tokens_BLD = self.run_blocks(tokens_BLD, c_BKD, frame_mask_BK)
+        tokens_BLD = self.run_blocks(constrain(tokens_BLD, TOKENS_BLD), c_BKD, frame_mask_BK)
         out_BLP = self.final_layer(tokens_BLD, c_BKD)
         p = cfg.patch_size
         out_BKHWC = einops.rearrange(

@@ -11,6 +11,8 @@ import ml_collections
 
 from anchored_jax.diffusion.schedules import make_schedule
 from anchored_jax.models.sdit_config import SDiTConfig
+from anchored_jax.parallel.logical_sharding import rules_from_config
+from anchored_jax.parallel.mesh import build_mesh, data_parallel_size
 from anchored_jax.training.sdit_step import TIMESTEP_MODES
 
 PREDICTIONS = ("epsilon", "v", "x0")
@@ -69,6 +71,17 @@ def validate_sdit_config(config: ml_collections.ConfigDict) -> SDiTConfig:
     _expect(
         config.checkpoint.every_steps > 0,
         f"checkpoint.every_steps: expected > 0, got {config.checkpoint.every_steps}",
+    )
+    try:
+        mesh = build_mesh(config.mesh)
+        rules_from_config(config.sharding.rules)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    ways = data_parallel_size(mesh)
+    _expect(
+        training.batch_size % ways == 0,
+        f"training.batch_size: {training.batch_size} is not divisible by the {ways}-way "
+        "data parallelism of mesh.ici (data x fsdp)",
     )
     return model_config
 

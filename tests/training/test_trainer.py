@@ -29,6 +29,8 @@ def small_config(num_steps: int):
     config.model.num_heads = 2
     config.model.patch_size = 8
     config.training.batch_size = 4
+    config.mesh.num_devices = 1
+    # One device of the eight simulated ones keeps these loop tests quick.
     config.training.num_steps = num_steps
     config.training.warmup_steps = 2
     config.training.ema_decay = 0.9

@@ -1,0 +1,89 @@
+r"""LEO phase 1: the flow-based image animator (LIA's architecture), trained on frame pairs.
+
+Train the tiny variant on the embedded synthetic faces (64², CPU, about 10 minutes):
+
+  python -m launch.train --config configs/animator.py:tiny --workdir runs/animator_tiny
+
+The full variant is LIA's 256² animator (generator 45.1M, discriminator 24.0M parameters), with
+the VGG19 perceptual loss; it needs a torchvision-format VGG19 state dict on disk:
+
+  python -m launch.train --config configs/animator.py:256 --workdir runs/animator_256 \
+      --config.losses.vgg19_weights=/data/vgg19.safetensors
+
+Variants: tiny (64², narrow) | 128 (LIA's widths at 128²) | 256 (LIA).
+"""
+
+import ml_collections
+
+# (image size, channel base, max channels, style dim)
+_VARIANTS = {
+    "tiny": (64, 2048, 64, 128),
+    "128": (128, 16384, 512, 512),
+    "256": (256, 16384, 512, 512),
+}
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+    variant = arg or "tiny"
+    if variant not in _VARIANTS:
+        raise ValueError(f"config argument: expected one of {sorted(_VARIANTS)}, got {variant!r}")
+    tiny = variant == "tiny"
+    size, channel_base, max_channels, style_dim = _VARIANTS[variant]
+
+    config = ml_collections.ConfigDict()
+    config.task = "animator"  # picks launch/train_animator.py
+    config.seed = 0  # model init (data has its own seed)
+
+    # --- data: (source, driving) frame pairs from the same video ---------------------------
+    config.data = data = ml_collections.ConfigDict()
+    data.source = "synthetic"  # any source of data_pipelines.pipeline.make_source
+    data.image_size = size  # frame side in pixels; must equal model.image_size
+    data.fps = 25.0  # frame rate of the source videos
+    data.video_frames = 64  # frames per synthetic video
+    data.num_train_identities = 64  # synthetic training identities
+    data.num_test_identities = 8  # held-out identities for the reconstruction evaluation
+    data.videos_per_identity = 4  # synthetic videos per identity
+    data.max_pair_gap = 0  # largest |source - driving| frame gap; 0 = anywhere in the video
+    data.seed = 0  # seed of the synthetic world and of the data order
+    data.worker_count = 0  # grain worker processes; 0 = in-process (best on 2 cores)
+
+    # --- model: encoder, motion MLP and dictionary, flow generator, discriminator ----------
+    config.model = model = ml_collections.ConfigDict()
+    model.image_size = data.get_ref("image_size")
+    model.style_dim = style_dim  # latent z and dictionary rows; LIA: 512
+    model.motion_dim = 20  # motion directions (magnitudes alpha); LIA: 20
+    model.channel_base = channel_base  # channels(r) = min(max_channels, channel_base / r)
+    model.max_channels = max_channels  # LIA: 512; wider = sharper, cost ~ width^2
+    model.motion_layers = 5  # linear layers of the motion MLP; LIA: 5
+
+    # --- losses ------------------------------------------------------------------------------
+    config.losses = losses = ml_collections.ConfigDict()
+    losses.l1_weight = 1.0  # pixel L1 between the reconstruction and the driving frame
+    losses.perceptual_weight = 0.0 if tiny else 1.0  # scales the 4-scale VGG19 loss (10/term)
+    losses.vgg19_weights = ""  # torchvision VGG19 state dict (.safetensors or .pth); "" = none
+    losses.gan_weight = 0.1 if tiny else 1.0  # non-saturating GAN loss on the generator
+    losses.r1_weight = 0.0 if tiny else 10.0  # R1 penalty on real frames (StyleGAN2's gamma)
+
+    # --- training ----------------------------------------------------------------------------
+    config.training = training = ml_collections.ConfigDict()
+    training.batch_size = 8 if tiny else 64  # global batch; LIA: 64
+    training.num_steps = 1500 if tiny else 800_000
+    training.gen_learning_rate = 2e-3  # LIA: 0.002
+    training.disc_learning_rate = 2e-3  # R1 runs every step here, so no lazy-R1 ratio
+    training.b1 = 0.0  # no momentum: the GAN game stays stable (StyleGAN2)
+    training.b2 = 0.99
+
+    # --- checkpoints -------------------------------------------------------------------------
+    config.checkpoint = ckpt = ml_collections.ConfigDict()
+    ckpt.every_steps = 500 if tiny else 5000  # also saved at the last step and on preemption
+    ckpt.max_to_keep = 3
+    ckpt.async_save = True
+
+    # --- logging and evaluation --------------------------------------------------------------
+    config.logging = logging = ml_collections.ConfigDict()
+    logging.log_every_steps = 50
+    logging.eval_every_steps = 500 if tiny else 5000  # self-reconstruction of held-out videos
+    logging.eval_videos = 8  # held-out videos reconstructed at each evaluation
+    logging.eval_frames = 16  # frames of each (frame 0 is the source)
+    logging.figure_videos = 2  # videos in the reconstruction figure
+    return config
