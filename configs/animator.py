@@ -17,7 +17,7 @@ import ml_collections
 
 # (image size, channel base, max channels, style dim)
 _VARIANTS = {
-    "tiny": (64, 2048, 64, 128),
+    "tiny": (64, 1024, 32, 128),
     "128": (128, 16384, 512, 512),
     "256": (256, 16384, 512, 512),
 }
@@ -67,7 +67,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # --- training ----------------------------------------------------------------------------
     config.training = training = ml_collections.ConfigDict()
     training.batch_size = 8 if tiny else 64  # global batch; LIA: 64
-    training.num_steps = 1500 if tiny else 800_000
+    training.num_steps = 1200 if tiny else 800_000
     training.gen_learning_rate = 2e-3  # LIA: 0.002
     training.disc_learning_rate = 2e-3  # R1 runs every step here, so no lazy-R1 ratio
     training.b1 = 0.0  # no momentum: the GAN game stays stable (StyleGAN2)

@@ -72,6 +72,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     model.num_landmarks = 68  # landmark points per frame (68 synthetic, 468 MediaPipe)
     model.landmark_dim = 3  # coordinates per landmark point
     model.identity = "encoder"  # encoder (learned, over the source image) | embedding (external)
+    model.identity_channels = (64, 128, 256)  # conv widths of the learned identity encoder
     model.identity_embed_dim = 768  # size of an external identity embedding (embedding mode)
     model.time_embed_period = 10.0  # seconds; longest period of the frame-time sinusoids
     model.scan_layers = True  # scan the blocks: one compiled block, faster compile at depth

@@ -21,6 +21,7 @@ from ml_collections import config_flags  # noqa: E402
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sdit.py:S.")
 _BATCH = flags.DEFINE_integer("batch_size", 0, "Batch size; 0 = the config's (capped at 8).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after one warm-up step.")
+_PEAK = flags.DEFINE_float("peak_flops", 0.0, "Peak FLOP/s per device for MFU; 0 = known table.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -44,61 +45,66 @@ def random_batch(config, batch_size: int, rng):
     )
 
 
+# Dense bf16 peak FLOP/s per chip, from the vendors' data sheets; --peak_flops overrides.
+KNOWN_PEAK_FLOPS = {
+    "NVIDIA H200": 989e12,
+    "NVIDIA H100 80GB HBM3": 989e12,
+    "NVIDIA A100-SXM4-80GB": 312e12,
+    "TPU v4": 275e12,
+    "TPU v5 lite": 197e12,
+    "TPU v5p": 459e12,
+    "TPU v6 lite": 918e12,
+}
+
+
 def main(argv):
     del argv
     import jax
     import numpy as np
-    from flax import nnx
 
-    from anchored_jax.diffusion.schedules import make_schedule
     from anchored_jax.models.flops import sdit_train_flops_per_example
+    from anchored_jax.parallel.logical_sharding import use_rules
     from anchored_jax.training.config_checks import ConfigError, validate_sdit_config
-    from anchored_jax.training.optimizer import learning_rate_schedule, make_optimizer
-    from anchored_jax.training.sdit_step import make_train_step
-    from anchored_jax.training.train_state import create_train_state, param_count, split_model
-    from anchored_jax.training.trainer import build_model
+    from anchored_jax.training.sdit_setup import make_sdit_setup
+    from anchored_jax.training.train_state import param_count
 
     config = _CONFIG.value
+    batch_size = _BATCH.value or min(config.training.batch_size, 8)
+    config.training.batch_size = batch_size
     try:
         model_config = validate_sdit_config(config)
     except ConfigError as e:
         raise SystemExit(f"error: {e}") from None
-    batch_size = _BATCH.value or min(config.training.batch_size, 8)
     K = config.data.clip_frames
+    setup = make_sdit_setup(config)
+    mesh = setup.mesh
 
-    tx = make_optimizer(config.training)
-    schedule = make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-    graphdef, _ = split_model(nnx.eval_shape(lambda: build_model(config, 0)))
+    with jax.set_mesh(mesh), use_rules(setup.rules):
+        state = setup.init_state()
+        batch = setup.to_device(random_batch(config, batch_size, np.random.default_rng(0)))
+        key = jax.random.key(0)
+        t0 = time.perf_counter()
+        compiled = setup.train_step.lower(state, batch, key).compile()
+        compile_s = time.perf_counter() - t0
+        memory = compiled.memory_analysis()
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        xla_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
 
-    def init_state():
-        return create_train_state(split_model(build_model(config, 0))[1], tx)
+        state, metrics = compiled(state, batch, key)  # Warm-up.
+        jax.block_until_ready(metrics)
+        t0 = time.perf_counter()
+        for i in range(_STEPS.value):
+            state, metrics = compiled(state, batch, jax.random.fold_in(key, i))
+        jax.block_until_ready(metrics)
+        step_s = (time.perf_counter() - t0) / _STEPS.value
 
-    state = jax.jit(init_state)()
-    step_fn = jax.jit(
-        make_train_step(graphdef, tx, schedule, config, learning_rate_schedule(config.training)),
-        donate_argnums=(0,),
-    )
-    batch = jax.device_put(random_batch(config, batch_size, np.random.default_rng(0)))
-    key = jax.random.key(0)
-
-    t0 = time.perf_counter()
-    compiled = step_fn.lower(state, batch, key).compile()
-    compile_s = time.perf_counter() - t0
-    memory = compiled.memory_analysis()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    xla_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
-
-    state, metrics = compiled(state, batch, key)  # Warm-up.
-    jax.block_until_ready(metrics)
-    t0 = time.perf_counter()
-    for i in range(_STEPS.value):
-        state, metrics = compiled(state, batch, jax.random.fold_in(key, i))
-    jax.block_until_ready(metrics)
-    step_s = (time.perf_counter() - t0) / _STEPS.value
-
+    device_kind = jax.devices()[0].device_kind
+    peak = _PEAK.value or KNOWN_PEAK_FLOPS.get(device_kind, 0.0)
     tokens_per_frame = (model_config.image_size // model_config.patch_size) ** 2
     flops_per_step = sdit_train_flops_per_example(model_config, K) * batch_size
+    achieved = flops_per_step / step_s
+    # Per device: the compiled executable is the per-device program under SPMD.
     peak_bytes = (
         memory.temp_size_in_bytes
         + memory.argument_size_in_bytes
@@ -106,11 +112,10 @@ def main(argv):
         - memory.alias_size_in_bytes
     )
     rows = [
-        (
-            "config",
-            f"{_CONFIG.value.model.width}w x {model_config.depth}d, {model_config.attention}",
-        ),
-        ("devices", f"{jax.device_count()} x {jax.devices()[0].device_kind}"),
+        ("model", f"{model_config.width}w x {model_config.depth}d, {model_config.attention}"),
+        ("mesh", ", ".join(f"{k}={v}" for k, v in mesh.shape.items())),
+        ("devices", f"{mesh.size} x {device_kind}"),
+        ("dtype / remat", f"{model_config.dtype} / {model_config.remat_policy}"),
         ("parameters", f"{param_count(state.params):,}"),
         ("batch x frames x tokens/frame", f"{batch_size} x {K} x {tokens_per_frame}"),
         ("compile time (s)", f"{compile_s:.1f}"),
@@ -118,11 +123,12 @@ def main(argv):
         ("train steps/s", f"{1.0 / step_s:.3f}"),
         ("tokens/s", f"{batch_size * K * tokens_per_frame / step_s:,.0f}"),
         ("analytic FLOPs/step", f"{flops_per_step:.3e}"),
-        ("XLA-estimated FLOPs/step", f"{xla_flops:.3e}"),
-        ("achieved FLOP/s (analytic)", f"{flops_per_step / step_s:.3e}"),
-        ("peak compiled memory (MiB)", f"{peak_bytes / 2**20:,.1f}"),
-        ("  of which temporaries (MiB)", f"{memory.temp_size_in_bytes / 2**20:,.1f}"),
-        ("  of which arguments (MiB)", f"{memory.argument_size_in_bytes / 2**20:,.1f}"),
+        ("XLA FLOPs/step (scan body once)", f"{xla_flops:.3e}"),
+        ("achieved FLOP/s (analytic)", f"{achieved:.3e}"),
+        ("MFU", f"{achieved / (peak * mesh.size):.1%}" if peak else "n/a (pass --peak_flops)"),
+        ("peak memory per device (MiB)", f"{peak_bytes / 2**20:,.1f}"),
+        ("  temporaries (MiB)", f"{memory.temp_size_in_bytes / 2**20:,.1f}"),
+        ("  arguments (MiB)", f"{memory.argument_size_in_bytes / 2**20:,.1f}"),
         ("final loss", f"{float(metrics['loss']):.4f}"),
     ]
     width = max(len(name) for name, _ in rows)

@@ -17,33 +17,16 @@ import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
-from flax import nnx
 
-from anchored_jax.diffusion.schedules import make_schedule
-from anchored_jax.models.sdit import SDiT
-from anchored_jax.models.sdit_config import SDiTConfig
-from anchored_jax.parallel.logical_sharding import (
-    batch_sharding,
-    rules_from_config,
-    tree_shardings,
-    use_rules,
-)
-from anchored_jax.parallel.mesh import build_mesh
-from anchored_jax.parallel.multihost import global_batch
+from anchored_jax.parallel.logical_sharding import use_rules
 from anchored_jax.training.checkpointing import RunCheckpoints
-from anchored_jax.training.optimizer import learning_rate_schedule, make_optimizer
 from anchored_jax.training.sample_grid import clip_grid, make_clip_sampler, write_grid_png
-from anchored_jax.training.sdit_step import make_eval_step, make_train_step
-from anchored_jax.training.train_state import (
-    TrainState,
-    create_train_state,
-    param_count,
-    split_model,
-)
+from anchored_jax.training.sdit_setup import build_model, make_sdit_setup
+from anchored_jax.training.train_state import param_count
+
+__all__ = ["PreemptionFlag", "build_model", "evaluate", "train_and_evaluate"]
 
 EVAL_LOG = "eval_metrics.jsonl"
-# The batch entries the model reads; the rest (ids, frame indices) stay on the host.
-MODEL_INPUTS = ("video_BKHWC", "times_BK", "landmarks_BKLC", "identity_BHWC")
 
 
 class PreemptionFlag:
@@ -67,10 +50,6 @@ class PreemptionFlag:
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
-
-
-def build_model(config: ml_collections.ConfigDict, seed: int) -> SDiT:
-    return SDiT(SDiTConfig(**config.model.to_dict()), rngs=nnx.Rngs(seed))
 
 
 def evaluate(eval_step, params, eval_batches, key) -> dict[str, float]:
@@ -108,29 +87,10 @@ def train_and_evaluate(
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
 
-    # ------------------------------------------------------------------ mesh
-    mesh = build_mesh(config.mesh)
-    rules = rules_from_config(config.sharding.rules)
+    # ------------------------------------------------------------------ mesh, model, steps
+    setup = make_sdit_setup(config)
+    mesh, rules = setup.mesh, setup.rules
     logging.info("Mesh %s over %d devices.", dict(mesh.shape), mesh.size)
-
-    # ------------------------------------------------------------------ model and optimiser
-    schedule = make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-    tx = make_optimizer(training)
-    graphdef, _ = split_model(nnx.eval_shape(lambda: build_model(config, config.seed)))
-
-    def init_state() -> TrainState:
-        _, params = split_model(build_model(config, config.seed))
-        return create_train_state(params, tx)
-
-    abstract_state = jax.eval_shape(init_state)
-    state_shardings = tree_shardings(abstract_state, rules, mesh)
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    input_shardings = {
-        name: batch_sharding(mesh, rules, np.ndim(eval_batches[0][name])) for name in MODEL_INPUTS
-    }
-
-    def to_device(batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
-        return global_batch({k: batch[k] for k in MODEL_INPUTS}, input_shardings)
 
     # ------------------------------------------------------------------ restore or initialise
     # Parameters and optimiser state are created (or restored) directly in their shardings.
@@ -139,14 +99,9 @@ def train_and_evaluate(
     with jax.set_mesh(mesh), use_rules(rules):
         if latest is not None:
             logging.info("Resuming from %s at step %d.", checkpoints.directory, latest)
-            target = jax.tree.map(
-                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                abstract_state,
-                state_shardings,
-            )
-            state = checkpoints.restore(latest, target, train_iter)
+            state = checkpoints.restore(latest, setup.restore_target(), train_iter)
         else:
-            state = jax.jit(init_state, out_shardings=state_shardings)()
+            state = setup.init_state()
     start_step = int(state.step)
     n_params = param_count(state.params)
     logging.info(
@@ -155,26 +110,14 @@ def train_and_evaluate(
     if start_step == 0:
         writer.write_hparams({"num_params": n_params, **_flat_hparams(config)})
 
-    # ------------------------------------------------------------------ steps
-    # pjit semantics through jax.jit: explicit in/out shardings, the old state donated.
-    train_step = jax.jit(
-        make_train_step(graphdef, tx, schedule, config, learning_rate_schedule(training)),
-        in_shardings=(state_shardings, input_shardings, replicated),
-        out_shardings=(state_shardings, replicated),
-        donate_argnums=(0,),
-    )
-    eval_step = jax.jit(
-        make_eval_step(graphdef, schedule, config),
-        in_shardings=(state_shardings.params, input_shardings, replicated),
-        out_shardings=replicated,
-    )
+    train_step, eval_step = setup.train_step, setup.eval_step
     sample_clips = make_clip_sampler(
-        graphdef,
-        schedule,
+        setup.graphdef,
+        setup.schedule,
         prediction=config.diffusion.prediction,
         num_steps=config.logging.sample_steps,
     )
-    eval_batches = [to_device(batch) for batch in eval_batches]
+    eval_batches = [setup.to_device(batch) for batch in eval_batches]
     root_key = jax.random.key(config.seed)
     train_key, eval_key, sample_key = jax.random.split(root_key, 3)
     sample_batch = _first_clips(host_eval_batches, config.logging.sample_clips)
@@ -213,7 +156,7 @@ def train_and_evaluate(
     end_step = num_steps if stop_at_step is None else min(stop_at_step, num_steps)
     with PreemptionFlag() as preemption, jax.set_mesh(mesh), use_rules(rules):
         while step < end_step:
-            batch = to_device(next(train_iter))
+            batch = setup.to_device(next(train_iter))
             state, metrics = train_step(state, batch, jax.random.fold_in(train_key, step))
             pending.append(metrics)
             step += 1
