@@ -24,7 +24,7 @@ _STOP_AT = flags.DEFINE_integer(
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
-TASKS = ("sdit",)
+TASKS = ("sdit", "animator")
 
 
 class _QuietLibraries(logging.logging.Filter):
@@ -37,6 +37,9 @@ class _QuietLibraries(logging.logging.Filter):
 def main(argv):
     del argv
     logging.get_absl_handler().addFilter(_QuietLibraries())
+    from anchored_jax.parallel.multihost import initialize_distributed
+
+    initialize_distributed()  # Before any device is touched; a no-op for a single process.
     config = _CONFIG.value
     task = config.get("task", "sdit")
     if task not in TASKS:

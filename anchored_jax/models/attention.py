@@ -2,14 +2,19 @@
 
 `dot_product_attention` is the only place a backend is chosen: `xla` is the reference
 (plain einsum softmax in float32, runs anywhere), `cudnn` calls the fused GPU kernel
-through `jax.nn.dot_product_attention`. A key mask (True = real token) removes padded
-frames from every query's view; queries themselves are never masked, so no row is
-ever empty as long as a sequence has one real key.
+through `jax.nn.dot_product_attention`, `splash` the Pallas TPU kernel (`splash_interpret`
+runs that same kernel in Pallas's interpreter, so CPU tests can check it). A backend whose
+hardware is absent falls back to `xla` with one warning. A key mask (True = real token)
+removes padded frames from every query's view; queries themselves are never masked, so no
+row is ever empty as long as a sequence has one real key.
 """
+
+import functools
 
 import einops
 import jax
 import jax.numpy as jnp
+from absl import logging
 from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
@@ -39,16 +44,79 @@ def _cudnn_attention(q_BTHD, k_BSHD, v_BSHD, key_mask_BS):
     return jax.nn.dot_product_attention(q_BTHD, k_BSHD, v_BSHD, bias=bias, implementation="cudnn")
 
 
-ATTENTION_BACKENDS = {"xla": _xla_attention, "cudnn": _cudnn_attention}
+# The splash kernel tiles the sequence in blocks of 128; shorter or ragged sequences (e.g.
+# factorised temporal attention over a few frames) take the reference path.
+_SPLASH_BLOCK = 128
 
 
-def dot_product_attention(q_BTHD, k_BSHD, v_BSHD, key_mask_BS=None, *, backend="xla"):
-    """softmax(q k^T / sqrt(d)) v with an optional boolean key mask; `[B, T, H, D]` out."""
+def _splash_attention(q_BTHD, k_BSHD, v_BSHD, key_mask_BS, *, interpret=False):
+    from jax.experimental.pallas.ops.tpu.splash_attention import (
+        splash_attention_kernel as splash,
+    )
+    from jax.experimental.pallas.ops.tpu.splash_attention import (
+        splash_attention_mask as masks,
+    )
+
+    B, T, H, D = q_BTHD.shape
+    S = k_BSHD.shape[1]
+    if T % _SPLASH_BLOCK or S % _SPLASH_BLOCK:
+        return _xla_attention(q_BTHD, k_BSHD, v_BSHD, key_mask_BS)
+    block = max(b for b in (512, 256, 128) if T % b == 0 and S % b == 0)
+    sizes = splash.BlockSizes(
+        block_q=block, block_kv=block, block_kv_compute=block,
+        block_q_dkv=block, block_kv_dkv=block, block_kv_dkv_compute=block,
+        block_q_dq=block, block_kv_dq=block,
+    )  # fmt: skip
+    kernel = splash.make_splash_mha(
+        masks.MultiHeadMask([masks.FullMask((T, S)) for _ in range(H)]),
+        block_sizes=sizes,
+        head_shards=1,
+        q_seq_shards=1,
+        interpret=interpret,
+    )
+    to_heads = lambda x: einops.rearrange(x, "b t h d -> b h t d")  # noqa: E731
+    q = to_heads(q_BTHD * jnp.asarray(D**-0.5, q_BTHD.dtype))  # the kernel does not scale q
+    if key_mask_BS is None:
+        out_BHTD = jax.vmap(kernel)(q, to_heads(k_BSHD), to_heads(v_BSHD))
+    else:
+        # Padded keys get their own segment: real queries never see them. (Padded queries
+        # see only padded keys; their rows are discarded by the caller anyway.)
+        segments = lambda m: jnp.where(m, 0, 1).astype(jnp.int32)  # noqa: E731
+        ids = splash.SegmentIds(q=segments(key_mask_BS), kv=segments(key_mask_BS))
+        out_BHTD = jax.vmap(kernel)(q, to_heads(k_BSHD), to_heads(v_BSHD), segment_ids=ids)
+    return einops.rearrange(out_BHTD, "b h t d -> b t h d")
+
+
+ATTENTION_BACKENDS = {
+    "xla": _xla_attention,
+    "cudnn": _cudnn_attention,
+    "splash": _splash_attention,
+    "splash_interpret": functools.partial(_splash_attention, interpret=True),
+}
+# The platform each backend needs; a backend not listed runs anywhere.
+_BACKEND_PLATFORM = {"cudnn": "gpu", "splash": "tpu"}
+
+
+@functools.cache
+def resolve_backend(backend: str) -> str:
+    """The backend to use here: the requested one, or `xla` (with a warning) without its chip."""
     if backend not in ATTENTION_BACKENDS:
         raise ValueError(
             f"model.attention_backend: expected one of {list(ATTENTION_BACKENDS)}, got {backend!r}"
         )
-    return ATTENTION_BACKENDS[backend](q_BTHD, k_BSHD, v_BSHD, key_mask_BS)
+    needs = _BACKEND_PLATFORM.get(backend)
+    if needs is not None and jax.default_backend() != needs:
+        logging.warning(
+            "model.attention_backend=%s needs a %s; using the xla reference on %s.",
+            backend, needs.upper(), jax.default_backend(),
+        )  # fmt: skip
+        return "xla"
+    return backend
+
+
+def dot_product_attention(q_BTHD, k_BSHD, v_BSHD, key_mask_BS=None, *, backend="xla"):
+    """softmax(q k^T / sqrt(d)) v with an optional boolean key mask; `[B, T, H, D]` out."""
+    return ATTENTION_BACKENDS[resolve_backend(backend)](q_BTHD, k_BSHD, v_BSHD, key_mask_BS)
 
 
 class SelfAttention(nnx.Module):

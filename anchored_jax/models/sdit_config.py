@@ -19,8 +19,8 @@ SDIT_SIZES = {
 }
 
 ATTENTION_KINDS = ("joint", "factorized")
-ATTENTION_BACKENDS = ("xla", "cudnn")
-IDENTITY_KINDS = ("encoder", "embedding")
+ATTENTION_BACKENDS = ("xla", "cudnn", "splash", "splash_interpret")
+IDENTITY_KINDS = ("encoder", "embedding", "class_label")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -45,11 +45,16 @@ class SDiTConfig:
     mlp_ratio: float = 4.0  # block MLP hidden = mlp_ratio * width
     max_frames: int = 16  # K' <= max_frames at run time; no frame-index table, so only a guard
     attention: str = "joint"  # "joint": all K*N tokens (cost ~K^2) | "factorized": within/across
-    attention_backend: str = "xla"  # "xla" (reference, any device) | "cudnn" (fused, GPU, bf16)
+    attention_backend: str = "xla"  # xla (reference) | cudnn (GPU, bf16) | splash (TPU)
     time_in_tokens: bool = True  # also add the frame-time embedding to each frame's tokens
     num_landmarks: int = 68  # L landmarks per frame (468 for MediaPipe FaceMesh)
     landmark_dim: int = 3  # C coordinates per landmark
-    identity: str = "encoder"  # "encoder": learned conv encoder | "embedding": external vector
+    # "encoder": learned conv encoder | "embedding": external vector | "class_label": DiT's
+    # class table (int labels; with both conditions below off and K=1 the model is DiT)
+    identity: str = "encoder"
+    num_classes: int = 1000  # class_label mode: classes, plus one null row (DiT's CFG label)
+    frame_time_condition: bool = True  # False: no frame-time embedder (times are ignored)
+    landmark_condition: bool = True  # False: no landmark embedder (landmarks are ignored)
     identity_embed_dim: int = 768  # size of the external identity vector (embedding mode)
     identity_channels: tuple[int, ...] = (64, 128, 256)  # conv encoder widths (encoder mode)
     time_embed_period: float = 10.0  # seconds; longest period of the frame-time sinusoid
@@ -72,6 +77,7 @@ class SDiTConfig:
             "num_landmarks",
             "landmark_dim",
             "identity_embed_dim",
+            "num_classes",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -117,6 +123,11 @@ class SDiTConfig:
             # cuDNN's fused attention has half-precision kernels only.
             raise ValueError(
                 f"model.attention_backend: 'cudnn' needs model.dtype 'bfloat16', got {self.dtype!r}"
+            )
+        if self.time_in_tokens and not self.frame_time_condition:
+            raise ValueError(
+                "model.time_in_tokens: needs model.frame_time_condition=True "
+                "(set both to False for the DiT-parity path)"
             )
         check_remat_policy(self.remat_policy)
 
