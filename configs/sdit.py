@@ -76,7 +76,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     model.identity_embed_dim = 768  # size of an external identity embedding (embedding mode)
     model.time_embed_period = 10.0  # seconds; longest period of the frame-time sinusoids
     model.scan_layers = True  # scan the blocks: one compiled block, faster compile at depth
-    model.remat_policy = "none"  # none | full | dots | dots_no_batch | save_attention_out
+    model.remat_policy = "none"  # none | full | dots | dots_no_batch | save_attention_out |
+    # offload_attention_out (to host memory); more remat = less memory, more recompute
     model.dtype = "float32"  # compute dtype; bfloat16 on accelerators
     model.param_dtype = "float32"  # parameter dtype; keep float32 for stable AdamW updates
 

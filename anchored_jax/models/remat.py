@@ -19,6 +19,14 @@ REMAT_POLICIES = {
     "dots": jax.checkpoint_policies.dots_saveable,
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
     "save_attention_out": jax.checkpoint_policies.save_only_these_names(ATTENTION_OUT),
+    # Saves the attention outputs in host memory instead of recomputing them: HBM for
+    # PCIe/DMA bandwidth, for the largest models on GPU/TPU.
+    "offload_attention_out": jax.checkpoint_policies.save_and_offload_only_these_names(
+        names_which_can_be_saved=[],
+        names_which_can_be_offloaded=[ATTENTION_OUT],
+        offload_src="device",
+        offload_dst="pinned_host",
+    ),
 }
 
 
