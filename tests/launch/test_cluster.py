@@ -1,0 +1,43 @@
+"""The pod and cluster launchers generate the commands a user would type."""
+
+import shlex
+
+import pytest
+
+from launch import cluster
+
+TRAIN = ["--config", "configs/sdit.py:XL", "--workdir", "gs://b/run", "--config.seed=3"]
+
+
+def test_tpu_runs_the_same_train_command_on_every_worker(capsys):
+    assert (
+        cluster.main(
+            ["tpu", "--name", "pod", "--zone", "z1", "--create", "--dry_run", "--", *TRAIN]
+        )
+        == 0
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("gcloud compute tpus tpu-vm create pod --zone z1")
+    run = shlex.split(lines[-1])
+    assert run[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod"]
+    assert "--worker=all" in run
+    remote = run[run.index("--command") + 1]
+    assert remote.endswith("python3 -m launch.train " + shlex.join(TRAIN))
+
+
+def test_slurm_script_has_one_task_per_node_and_the_train_command(tmp_path, capsys):
+    out = tmp_path / "job.sbatch"
+    args = ["slurm", "--nodes", "4", "--gpus_per_node", "8", "--partition", "a3", "--out", str(out)]
+    assert cluster.main([*args, "--", *TRAIN]) == 0
+    script = out.read_text()
+    assert "#SBATCH --nodes=4" in script and "#SBATCH --ntasks-per-node=1" in script
+    assert "#SBATCH --gpus-per-node=8" in script and "#SBATCH --partition=a3" in script
+    assert "#SBATCH --signal=TERM@300" in script
+    assert script.strip().endswith("python -m launch.train " + shlex.join(TRAIN))
+
+
+def test_missing_config_is_one_clear_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cluster.main(["slurm", "--nodes", "2", "--out", "x.sbatch", "--", "--workdir", "w"])
+    assert exit_info.value.code == 2
+    assert "must include --config" in capsys.readouterr().err
