@@ -57,82 +57,105 @@ KNOWN_PEAK_FLOPS = {
 }
 
 
-def main(argv):
-    del argv
+def measure_train_step(config, steps: int) -> dict:
+    """Compiles the sharded train step for `config` and times `steps` runs after a warm-up."""
     import jax
     import numpy as np
 
     from anchored_jax.models.flops import sdit_train_flops_per_example
+    from anchored_jax.models.sdit_config import SDiTConfig
     from anchored_jax.parallel.logical_sharding import use_rules
-    from anchored_jax.training.config_checks import ConfigError, validate_sdit_config
     from anchored_jax.training.sdit_setup import make_sdit_setup
     from anchored_jax.training.train_state import param_count
 
-    config = _CONFIG.value
-    batch_size = _BATCH.value or min(config.training.batch_size, 8)
-    config.training.batch_size = batch_size
-    try:
-        model_config = validate_sdit_config(config)
-    except ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
-    K = config.data.clip_frames
+    model_config = SDiTConfig(**config.model.to_dict())
+    batch_size, K = config.training.batch_size, config.data.clip_frames
     setup = make_sdit_setup(config)
-    mesh = setup.mesh
-
-    with jax.set_mesh(mesh), use_rules(setup.rules):
+    with jax.set_mesh(setup.mesh), use_rules(setup.rules):
         state = setup.init_state()
         batch = setup.to_device(random_batch(config, batch_size, np.random.default_rng(0)))
         key = jax.random.key(0)
         t0 = time.perf_counter()
         compiled = setup.train_step.lower(state, batch, key).compile()
         compile_s = time.perf_counter() - t0
-        memory = compiled.memory_analysis()
-        cost = compiled.cost_analysis()
-        cost = cost[0] if isinstance(cost, list) else cost
-        xla_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
-
         state, metrics = compiled(state, batch, key)  # Warm-up.
         jax.block_until_ready(metrics)
         t0 = time.perf_counter()
-        for i in range(_STEPS.value):
+        for i in range(steps):
             state, metrics = compiled(state, batch, jax.random.fold_in(key, i))
         jax.block_until_ready(metrics)
-        step_s = (time.perf_counter() - t0) / _STEPS.value
+        step_s = (time.perf_counter() - t0) / steps
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    tokens_per_frame = (model_config.image_size // model_config.patch_size) ** 2
+    return dict(
+        setup=setup,
+        model_config=model_config,
+        memory=compiled.memory_analysis(),
+        xla_flops=float(cost.get("flops", float("nan"))) if cost else float("nan"),
+        compile_s=compile_s,
+        step_s=step_s,
+        params=param_count(state.params),
+        tokens_per_frame=tokens_per_frame,
+        tokens_per_s=batch_size * K * tokens_per_frame / step_s,
+        flops_per_step=sdit_train_flops_per_example(model_config, K) * batch_size,
+        loss=float(metrics["loss"]),
+    )
 
+
+def print_table(rows) -> None:
+    width = max(len(name) for name, _ in rows)
+    print(f"| {'metric'.ljust(width)} | value |")
+    print(f"|{'-' * (width + 2)}|-------|")
+    for name, value in rows:
+        print(f"| {name.ljust(width)} | {value} |")
+
+
+def main(argv):
+    del argv
+    import jax
+
+    from anchored_jax.training.config_checks import ConfigError, validate_sdit_config
+
+    config = _CONFIG.value
+    batch_size = _BATCH.value or min(config.training.batch_size, 8)
+    config.training.batch_size = batch_size
+    try:
+        validate_sdit_config(config)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    r = measure_train_step(config, _STEPS.value)
+    mesh, model_config, memory = r["setup"].mesh, r["model_config"], r["memory"]
     device_kind = jax.devices()[0].device_kind
     peak = _PEAK.value or KNOWN_PEAK_FLOPS.get(device_kind, 0.0)
-    tokens_per_frame = (model_config.image_size // model_config.patch_size) ** 2
-    flops_per_step = sdit_train_flops_per_example(model_config, K) * batch_size
-    achieved = flops_per_step / step_s
-    # Per device: the compiled executable is the per-device program under SPMD.
+    achieved = r["flops_per_step"] / r["step_s"]
+    # Per device: under SPMD the compiled executable is one device's program.
     peak_bytes = (
         memory.temp_size_in_bytes
         + memory.argument_size_in_bytes
         + memory.output_size_in_bytes
         - memory.alias_size_in_bytes
     )
-    rows = [
-        ("model", f"{model_config.width}w x {model_config.depth}d, {model_config.attention}"),
-        ("mesh", ", ".join(f"{k}={v}" for k, v in mesh.shape.items())),
-        ("devices", f"{mesh.size} x {device_kind}"),
-        ("dtype / remat", f"{model_config.dtype} / {model_config.remat_policy}"),
-        ("parameters", f"{param_count(state.params):,}"),
-        ("batch x frames x tokens/frame", f"{batch_size} x {K} x {tokens_per_frame}"),
-        ("compile time (s)", f"{compile_s:.1f}"),
-        ("train step (s)", f"{step_s:.4f}"),
-        ("train steps/s", f"{1.0 / step_s:.3f}"),
-        ("tokens/s", f"{batch_size * K * tokens_per_frame / step_s:,.0f}"),
-        ("analytic FLOPs/step", f"{flops_per_step:.3e}"),
-        ("XLA FLOPs/step (scan body once)", f"{xla_flops:.3e}"),
-        ("achieved FLOP/s (analytic)", f"{achieved:.3e}"),
-        ("MFU", f"{achieved / (peak * mesh.size):.1%}" if peak else "n/a (pass --peak_flops)"),
-        ("peak memory per device (MiB)", f"{peak_bytes / 2**20:,.1f}"),
-        ("  temporaries (MiB)", f"{memory.temp_size_in_bytes / 2**20:,.1f}"),
-        ("  arguments (MiB)", f"{memory.argument_size_in_bytes / 2**20:,.1f}"),
-        ("final loss", f"{float(metrics['loss']):.4f}"),
-    ]
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'metric'.ljust(width)} | value |")
-    print(f"|{'-' * (width + 2)}|-------|")
-    for name, value in rows:
-        print(f"| {name.ljust(width)} | {value} |")
+    K = config.data.clip_frames
+    print_table(
+        [
+            ("model", f"{model_config.width}w x {model_config.depth}d, {model_config.attention}"),
+            ("mesh", ", ".join(f"{k}={v}" for k, v in mesh.shape.items())),
+            ("devices", f"{mesh.size} x {device_kind}"),
+            ("dtype / remat", f"{model_config.dtype} / {model_config.remat_policy}"),
+            ("parameters", f"{r['params']:,}"),
+            ("batch x frames x tokens/frame", f"{batch_size} x {K} x {r['tokens_per_frame']}"),
+            ("compile time (s)", f"{r['compile_s']:.1f}"),
+            ("train step (s)", f"{r['step_s']:.4f}"),
+            ("train steps/s", f"{1.0 / r['step_s']:.3f}"),
+            ("tokens/s", f"{r['tokens_per_s']:,.0f}"),
+            ("analytic FLOPs/step", f"{r['flops_per_step']:.3e}"),
+            ("XLA FLOPs/step (scan body once)", f"{r['xla_flops']:.3e}"),
+            ("achieved FLOP/s (analytic)", f"{achieved:.3e}"),
+            ("MFU", f"{achieved / (peak * mesh.size):.1%}" if peak else "n/a (--peak_flops)"),
+            ("peak memory per device (MiB)", f"{peak_bytes / 2**20:,.1f}"),
+            ("  temporaries (MiB)", f"{memory.temp_size_in_bytes / 2**20:,.1f}"),
+            ("  arguments (MiB)", f"{memory.argument_size_in_bytes / 2**20:,.1f}"),
+            ("final loss", f"{r['loss']:.4f}"),
+        ]
+    )

@@ -12,7 +12,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-BENCHMARKS = ("train", "data", "sampler", "memory")
+BENCHMARKS = ("train", "data", "sampler", "memory", "scaling")
 
 
 def main() -> None:

@@ -13,7 +13,10 @@ from anchored_jax.models.sdit_config import SDIT_SIZES, SDiTConfig, sdit_size
         ({"attention": "x"}, "model.attention: expected one of ['joint', 'factorized'], got 'x'"),
         ({"attention_backend": "splash"}, "model.attention_backend: expected one of"),
         ({"attention_backend": "cudnn"}, "model.attention_backend: 'cudnn' needs model.dtype"),
-        ({"identity": "clip"}, "model.identity: expected one of ['encoder', 'embedding']"),
+        (
+            {"identity": "clip"},
+            "model.identity: expected one of ['encoder', 'embedding', 'class_label']",
+        ),
         ({"remat_policy": "some"}, "model.remat_policy: expected one of"),
         ({"dtype": "float16"}, "model.dtype: expected one of ['float32', 'bfloat16']"),
         ({"depth": 0}, "model.depth: expected a positive int, got 0"),

@@ -1,0 +1,108 @@
+"""Reading foreign weight files safely, and the one error every importer raises.
+
+Weights arrive as safetensors (read with numpy, no torch needed) or as PyTorch `.pt`/`.pth`
+files read with `torch.load(weights_only=True)`, which refuses anything but tensors and
+plain containers: no pickled object is ever executed. torch is an optional extra and is
+imported only for `.pt` files.
+
+`check_layout` compares what a file holds with what a model expects and raises one
+`WeightLayoutError` naming every missing key, unexpected key and shape that differs.
+"""
+
+import os
+
+import numpy as np
+
+# How many names of each kind an error message spells out before it summarises.
+MAX_LISTED = 12
+
+
+class WeightLayoutError(ValueError):
+    """A weight file does not match the model: missing, unexpected or mis-shaped entries."""
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_LISTED])
+    more = len(names) - MAX_LISTED
+    return shown + (f" ... and {more} more" if more > 0 else "")
+
+
+def check_layout(
+    source: str,
+    expected: dict[str, tuple[int, ...]],
+    found: dict[str, tuple[int, ...]],
+    ignored: frozenset[str] = frozenset(),
+) -> None:
+    """Raises one error listing every difference between `found` and `expected` shapes.
+
+    `ignored` names keys the file may hold that this import deliberately leaves out.
+    """
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected) - set(ignored))
+    mismatched = sorted(
+        f"{k} {tuple(found[k])} (expected {tuple(expected[k])})"
+        for k in set(expected) & set(found)
+        if tuple(found[k]) != tuple(expected[k])
+    )
+    if not (missing or unexpected or mismatched):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys: {_listing(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
+    if mismatched:
+        parts.append(f"{len(mismatched)} shapes differ: {_listing(mismatched)}")
+    raise WeightLayoutError(f"{source}: does not match the model; " + "; ".join(parts))
+
+
+def _torch_state_dict(path: str) -> dict:
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            f"{path}: reading a PyTorch checkpoint needs torch (pip install torch); "
+            "a .safetensors file needs only numpy"
+        ) from e
+    try:
+        # weights_only=True: tensors and plain containers only, never arbitrary objects.
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError and others for non-tensor content
+        raise ValueError(
+            f"{path}: not a plain tensor checkpoint (torch.load with weights_only=True "
+            f"refused it: {str(e).splitlines()[0]})"
+        ) from e
+    return loaded
+
+
+def load_weight_file(path: str, *, prefer_key: str | None = None) -> dict[str, np.ndarray]:
+    """Flat `name -> float32 numpy array` from a `.safetensors`, `.pt`, `.pth` or `.bin` file.
+
+    `prefer_key`: a training checkpoint may nest several state dicts (DiT's holds `model`,
+    `ema`, `opt`); this one is taken when present.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: weight file not found")
+    if path.endswith(".safetensors"):
+        from safetensors.numpy import load_file
+
+        tensors = load_file(path)
+    elif path.endswith((".pt", ".pth", ".bin", ".ckpt")):
+        loaded = _torch_state_dict(path)
+        if isinstance(loaded, dict) and prefer_key is not None and prefer_key in loaded:
+            loaded = loaded[prefer_key]
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a state dict, got {type(loaded).__name__}")
+        tensors = {}
+        for name, value in loaded.items():
+            if not hasattr(value, "detach"):
+                raise ValueError(
+                    f"{path}: entry {name!r} is a {type(value).__name__}, not a tensor; "
+                    "expected a flat state dict"
+                )
+            tensors[name] = value.detach().float().cpu().numpy()
+    else:
+        raise ValueError(
+            f"{path}: unknown weight format; expected .safetensors, .pt, .pth, .bin or .ckpt"
+        )
+    return {name: np.asarray(value, np.float32) for name, value in tensors.items()}
