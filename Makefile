@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_WORKDIR ?= runs/sdit_tiny
+# The tests check the .pt importers against PyTorch; the CPU build is pinned so pip does not pull
+# a CUDA build. `make test TORCH=` skips it (those tests then skip themselves).
+TORCH ?= torch==2.13.0
 
 .PHONY: setup demo test lint benchmark clean
 
@@ -18,12 +21,16 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m launch.train --config configs/sdit.py:tiny --workdir $(DEMO_WORKDIR)
 
+$(VENV)/.torch-stamp: $(STAMP)
+	$(if $(TORCH),$(PY) -m pip install --quiet '$(TORCH)')
+	touch $@
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
 # pytest exits 5 when it collected no tests; that must not pass as green.
-test: lint
+test: lint $(VENV)/.torch-stamp
 	$(PY) -m pytest -q -n 2; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 

@@ -71,7 +71,12 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     model.time_in_tokens = True  # also add the frame-time embedding to each frame's tokens
     model.num_landmarks = 68  # landmark points per frame (68 synthetic, 468 MediaPipe)
     model.landmark_dim = 3  # coordinates per landmark point
-    model.identity = "encoder"  # encoder (learned, over the source image) | embedding (external)
+    # encoder (learned, over the source image) | embedding (external vector, e.g. CLIP) |
+    # class_label (DiT's label table: the one-frame DiT-parity path, see docs/interop.md)
+    model.identity = "encoder"
+    model.num_classes = 1000  # label-table size for identity=class_label (DiT: 1000 + null)
+    model.frame_time_condition = True  # frame-time guidance; off only for the DiT-parity path
+    model.landmark_condition = True  # landmark conditioning; off only for the DiT-parity path
     model.identity_channels = (64, 128, 256)  # conv widths of the learned identity encoder
     model.identity_embed_dim = 768  # size of an external identity embedding (embedding mode)
     model.time_embed_period = 10.0  # seconds; longest period of the frame-time sinusoids
