@@ -103,6 +103,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     training.b1 = 0.9
     training.b2 = 0.999
     training.grad_clip_norm = 1.0  # global-norm clipping; guards against loss spikes
+    training.max_nonfinite_steps = 20  # stop after this many consecutive skipped (NaN/inf) steps
     training.ema_decay = 0.995 if tiny else 0.9999  # EMA of params used for eval and sampling
     training.identity_drop_prob = 0.1  # identity replaced by its learned null (enables CFG)
     training.landmark_drop_prob = 0.1  # landmarks replaced by their learned null (enables CFG)

@@ -11,7 +11,7 @@ from anchored_jax.training.config_checks import (
     ensure_writable_workdir,
     validate_sdit_config,
 )
-from anchored_jax.training.trainer import train_and_evaluate
+from anchored_jax.training.trainer import NonFiniteTrainingError, train_and_evaluate
 from data_pipelines.pipeline import build_clip_dataset
 
 
@@ -41,13 +41,16 @@ def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | Non
 
     eval_iter = iter(datasets["test"])
     eval_batches = [next(eval_iter) for _ in range(config.logging.eval_batches)]
-    summary = train_and_evaluate(
-        config,
-        workdir,
-        train_iter=iter(datasets["train"]),
-        eval_batches=eval_batches,
-        stop_at_step=stop_at_step,
-    )
+    try:
+        summary = train_and_evaluate(
+            config,
+            workdir,
+            train_iter=iter(datasets["train"]),
+            eval_batches=eval_batches,
+            stop_at_step=stop_at_step,
+        )
+    except NonFiniteTrainingError as e:
+        sys.exit(f"error: {e}")
     logging.info("Finished: %s", summary)
     if "initial_eval_loss" in summary:
         print(

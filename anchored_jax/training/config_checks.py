@@ -45,6 +45,10 @@ def validate_sdit_config(config: ml_collections.ConfigDict) -> SDiTConfig:
         training.batch_size > 0, f"training.batch_size: expected > 0, got {training.batch_size}"
     )
     _expect(training.num_steps > 0, f"training.num_steps: expected > 0, got {training.num_steps}")
+    _expect(
+        training.max_nonfinite_steps >= 1,
+        f"training.max_nonfinite_steps: expected >= 1, got {training.max_nonfinite_steps}",
+    )
     for name in ("identity_drop_prob", "landmark_drop_prob", "known_anchor_prob"):
         p = training[name]
         _expect(0.0 <= p <= 1.0, f"training.{name}: expected a probability in [0, 1], got {p}")

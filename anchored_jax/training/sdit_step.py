@@ -99,18 +99,31 @@ def make_train_step(
         loss, grads = jax.value_and_grad(denoising_loss)(
             state.params, graphdef, batch, noising, schedule, prediction
         )
+        grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        # A non-finite loss or gradient skips the update: params, optimiser moments and EMA
+        # stay as they were (the batch is still consumed, so the data order is unchanged).
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+
+        def keep_if_finite(new, old):
+            return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
         new_state = state.replace(
             step=state.step + 1,
-            params=params,
-            opt_state=opt_state,
-            ema_params=ema_update(state.ema_params, params, ema_decay),
+            params=keep_if_finite(params, state.params),
+            opt_state=keep_if_finite(opt_state, state.opt_state),
+            ema_params=keep_if_finite(
+                ema_update(state.ema_params, params, ema_decay), state.ema_params
+            ),
+            nonfinite_streak=jnp.where(finite, 0, state.nonfinite_streak + 1),
+            nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32),
         )
         metrics = dict(
             loss=loss,
-            grad_norm=optax.tree.norm(grads),
+            grad_norm=grad_norm,
             learning_rate=learning_rate_fn(state.step),
+            skipped_nonfinite=(~finite).astype(jnp.float32),
         )
         return new_state, metrics
 

@@ -17,6 +17,8 @@ class TrainState:
     params: nnx.State
     opt_state: optax.OptState
     ema_params: nnx.State  # exponential moving average, used for evaluation and sampling
+    nonfinite_streak: jax.Array  # int32: consecutive steps skipped for a non-finite loss/grad
+    nonfinite_total: jax.Array  # int32: all steps skipped so far
 
 
 def create_train_state(params: nnx.State, tx: optax.GradientTransformation) -> TrainState:
@@ -25,6 +27,8 @@ def create_train_state(params: nnx.State, tx: optax.GradientTransformation) -> T
         params=params,
         opt_state=tx.init(params),
         ema_params=jax.tree.map(jnp.copy, params),
+        nonfinite_streak=jnp.zeros((), jnp.int32),
+        nonfinite_total=jnp.zeros((), jnp.int32),
     )
 
 

@@ -24,9 +24,19 @@ from anchored_jax.training.sample_grid import clip_grid, make_clip_sampler, writ
 from anchored_jax.training.sdit_setup import build_model, make_sdit_setup
 from anchored_jax.training.train_state import param_count
 
-__all__ = ["PreemptionFlag", "build_model", "evaluate", "train_and_evaluate"]
+__all__ = [
+    "NonFiniteTrainingError",
+    "PreemptionFlag",
+    "build_model",
+    "evaluate",
+    "train_and_evaluate",
+]
 
 EVAL_LOG = "eval_metrics.jsonl"
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Too many consecutive non-finite steps: the run stops, its checkpoints untouched."""
 
 
 class PreemptionFlag:
@@ -161,12 +171,25 @@ def train_and_evaluate(
             pending.append(metrics)
             step += 1
             report_progress(step)
+            streak = int(state.nonfinite_streak)
+            if streak:
+                logging.warning(
+                    "step %d: non-finite loss or gradient, update skipped (%d in a row, %d total)",
+                    step, streak, int(state.nonfinite_total),
+                )  # fmt: skip
+            if streak >= training.max_nonfinite_steps:
+                writer.flush()
+                checkpoints.wait_until_finished()
+                raise NonFiniteTrainingError(
+                    f"training stopped at step {step}: {streak} consecutive non-finite steps "
+                    f"(training.max_nonfinite_steps={training.max_nonfinite_steps}); the last "
+                    f"checkpoint, step {checkpoints.latest_step()}, is intact"
+                )
             if step % config.logging.log_every_steps == 0 or step == num_steps:
                 means = jax.tree.map(lambda *xs: float(jnp.mean(jnp.stack(xs))), *pending)
                 writer.write_scalars(step, {f"train_{k}": v for k, v in means.items()})
+                writer.write_scalars(step, {"nonfinite_total": int(state.nonfinite_total)})
                 pending = []
-                if not np.isfinite(means["loss"]):
-                    raise FloatingPointError(f"train loss is {means['loss']} at step {step}")
             if step % config.logging.eval_every_steps == 0 or step == num_steps:
                 last_eval = run_eval(step)
             if step % config.logging.sample_every_steps == 0 or step == num_steps:
