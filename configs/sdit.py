@@ -40,7 +40,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
 
     # --- data: clips of K frames at random, non-uniform times -------------------------------
     config.data = data = ml_collections.ConfigDict()
-    data.source = "synthetic"  # synthetic (embedded procedural faces); real sources come later
+    # synthetic (embedded procedural faces) | video_dir | frame_dir | tfds:NAME
+    # (e.g. tfds:face_videos/s256); see docs/real_data.md
+    data.source = "synthetic"
+    data.root = ""  # folder with train/ and test/ (video_dir, frame_dir); TFDS data_dir (tfds:)
+    data.verify_files = False  # decode every frame at start: slow, but bad files skipped up front
     data.image_size = 32 if tiny else 256  # frame side in pixels; larger = sharper, slower
     data.clip_frames = 4 if tiny else 8  # K frames per clip; more = longer context, cost ~K^2
     data.fps = 25.0  # frame rate of the source videos; frame times are in seconds

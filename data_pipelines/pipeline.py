@@ -3,6 +3,11 @@
   videos (VideoSource) -> this process's shard -> shuffle -> repeat -> one random clip per
   video visit (sampler indices, frames, times, landmarks, identity frame) -> batch -> iterator
 
+`data.source` picks the videos: `synthetic` (procedural faces), `video_dir` (video files),
+`frame_dir` (FOMM/LIA frame folders) or `tfds:NAME` (an ArrayRecord TFDS dataset), the last
+three under `data.root`. A clip whose frames turn out undecodable is dropped with one warning
+line (never replaced by other frames), so a batch is always made of correct clips.
+
 Everything random is seeded from `seed` (order) and `data.seed` (the synthetic world), and
 the clip randomness comes from grain's per-element generator, seeded by (seed, element
 index): the same seed gives the same batches in any process layout of workers, and the
@@ -14,12 +19,14 @@ from collections.abc import Sequence
 import grain
 import ml_collections
 import numpy as np
-from absl import flags
+from absl import flags, logging
 
 from data_pipelines.clip_sampling import SAMPLER_KINDS, clip_times, nonuniform_clip_indices
 from data_pipelines.sources import SyntheticFaceSource, VideoRecord, VideoSource
+from data_pipelines.video_decoding import BadVideoError
 
-SOURCES = ("synthetic",)
+SOURCES = ("synthetic", "video_dir", "frame_dir", "tfds:NAME")
+TFDS_PREFIX = "tfds:"
 IDENTITY_FRAMES = ("random", "first")
 BATCH_KEYS = (
     "video_BKHWC",
@@ -42,11 +49,17 @@ _INT_FIELDS = {  # field -> smallest allowed value
     "seed": 0,
     "worker_count": 0,
 }
+# Fields of the real-data sources; a config without them is a synthetic one and validates.
+OPTIONAL_FIELDS = {
+    "root": "",  # folder with train/ and test/ (video_dir, frame_dir); TFDS data_dir for tfds:
+    "verify_files": False,  # decode every frame once at start: slow, finds corrupt files early
+}
 _FIELDS = (*_INT_FIELDS, "source", "fps", "sampler", "identity_frame")
 _MAX_IMAGE_SIZE = 256
-# grain's defaults (16 threads, 500 elements ahead) would render hundreds of batches up front;
-# a few batches ahead on two threads keeps a training step fed without hoarding memory.
-_READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
+# grain's defaults (16 threads, 500 elements ahead) would read hundreds of clips up front; two
+# threads and about one batch of clips ahead keep a training step fed without hoarding memory.
+_READ_THREADS = 2
+_MAX_CLIPS_AHEAD = 64
 
 
 def _fail(field: str, expected: str, got) -> None:
@@ -59,11 +72,22 @@ def validate_data_config(data: ml_collections.ConfigDict) -> None:
     for field in _FIELDS:
         if field not in present:
             raise ValueError(f"data.{field}: missing from the data config")
-    unknown = sorted(present - set(_FIELDS))
+    known = set(_FIELDS) | set(OPTIONAL_FIELDS)
+    unknown = sorted(present - known)
     if unknown:
-        raise ValueError(f"data.{unknown[0]}: unknown field; expected only {sorted(_FIELDS)}")
-    if data.source not in SOURCES:
-        _fail("source", f"one of {list(SOURCES)}", data.source)
+        raise ValueError(f"data.{unknown[0]}: unknown field; expected only {sorted(known)}")
+    source = data.source
+    tfds_name = source[len(TFDS_PREFIX) :] if isinstance(source, str) else ""
+    is_tfds = isinstance(source, str) and source.startswith(TFDS_PREFIX) and bool(tfds_name)
+    if source not in SOURCES[:-1] and not is_tfds:
+        _fail("source", f"one of {list(SOURCES)}", source)
+    root = data.get("root", OPTIONAL_FIELDS["root"])
+    if not isinstance(root, str):
+        _fail("root", "a folder path (a string)", root)
+    if source in ("video_dir", "frame_dir") and not root:
+        _fail("root", f"the dataset folder (with train/ and test/) for source {source}", root)
+    if not isinstance(data.get("verify_files", False), bool):
+        _fail("verify_files", "True or False", data.verify_files)
     for field, lowest in _INT_FIELDS.items():
         value = data[field]
         highest = _MAX_IMAGE_SIZE if field == "image_size" else None
@@ -88,8 +112,31 @@ def validate_data_config(data: ml_collections.ConfigDict) -> None:
 
 
 def make_source(data: ml_collections.ConfigDict, split: str) -> VideoSource:
-    """The configured video source of one split."""
+    """The configured video source of one split; real sources log their scan summary."""
     validate_data_config(data)
+    root = data.get("root", OPTIONAL_FIELDS["root"])
+    verify = data.get("verify_files", OPTIONAL_FIELDS["verify_files"])
+    if data.source != "synthetic":
+        # Imported here so a synthetic run needs neither PyAV nor TFDS.
+        if data.source == "video_dir":
+            from data_pipelines.video_files import VideoFileSource as source_class
+        elif data.source == "frame_dir":
+            from data_pipelines.frame_folders import FrameFolderSource as source_class
+        else:
+            from data_pipelines.tfds_face_videos import TfdsVideoSource
+
+            return TfdsVideoSource(
+                data.source[len(TFDS_PREFIX) :],
+                split,
+                data_dir=root or None,
+                image_size=data.image_size,
+                min_frames=data.clip_frames,
+            )
+        source = source_class(
+            root, split, image_size=data.image_size, min_frames=data.clip_frames, verify=verify
+        )
+        logging.info("%s", source.report.summary())
+        return source
     num_identities = data.num_train_identities if split == "train" else data.num_test_identities
     return SyntheticFaceSource(
         split,
@@ -116,7 +163,9 @@ class ClipReader:
         self.max_window = data.max_window
         self.identity_frame = data.identity_frame
 
-    def __call__(self, record: VideoRecord, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def __call__(
+        self, record: VideoRecord, rng: np.random.Generator
+    ) -> dict[str, np.ndarray] | None:
         indices_K = nonuniform_clip_indices(
             rng,
             record.num_frames,
@@ -130,7 +179,11 @@ class ClipReader:
         else:
             identity_index = rng.integers(0, record.num_frames)
         # One read for the clip and its identity frame: a real decoder seeks once.
-        frames = self.source.read_frames(record.video_id, np.append(indices_K, identity_index))
+        try:
+            frames = self.source.read_frames(record.video_id, np.append(indices_K, identity_index))
+        except BadVideoError as e:
+            logging.warning("dropping a clip of video %d: %s", record.video_id, e)
+            return None  # grain skips it; the batch fills from the next clips.
         pixels = frames.astype(np.float32) / 127.5 - 1.0
         return {
             "video_KHWC": pixels[:-1],
@@ -196,8 +249,11 @@ def build_clip_dataset(
         dataset = dataset.shuffle(seed=int(shuffle_seed))  # reshuffled every epoch by repeat
     dataset = dataset.repeat(num_epochs)
     dataset = dataset.random_map(ClipReader(source, data_config), seed=int(clip_seed))
-    dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=stack_clips)
-    iter_dataset = dataset.to_iter_dataset(_READ_OPTIONS)
+    read_options = grain.ReadOptions(
+        num_threads=_READ_THREADS, prefetch_buffer_size=max(4, min(batch_size, _MAX_CLIPS_AHEAD))
+    )
+    # The map-to-iter step skips the clips a reader dropped (None).
+    iter_dataset = dataset.to_iter_dataset(read_options)
     if data_config.worker_count > 0:
         # grain's workers read absl flags; outside an absl app (notebooks, plain scripts) no one
         # parsed them, so take their defaults rather than fail on the first batch.
@@ -206,4 +262,6 @@ def build_clip_dataset(
         iter_dataset = iter_dataset.mp_prefetch(
             grain.MultiprocessingOptions(num_workers=data_config.worker_count)
         )
-    return iter_dataset
+    # Batch last, in this process: workers each get a slice of the clips, and batching after
+    # their round-robin merge gives the same batches as reading in-process.
+    return iter_dataset.batch(batch_size, drop_remainder=True, batch_fn=stack_clips)

@@ -178,7 +178,11 @@ def test_worker_processes_give_the_in_process_batches():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (dict(source="videos"), "data.source: expected one of ['synthetic'], got 'videos'"),
+        (
+            dict(source="videos"),
+            "data.source: expected one of ['synthetic', 'video_dir', 'frame_dir', 'tfds:NAME'], "
+            "got 'videos'",
+        ),
         (
             dict(sampler="x"),
             "data.sampler: expected one of ['uniform_stride', 'random_subset', "
