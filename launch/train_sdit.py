@@ -6,6 +6,7 @@ import jax
 import ml_collections
 from absl import logging
 
+from anchored_jax.training.checkpointing import CheckpointMismatchError
 from anchored_jax.training.config_checks import (
     ConfigError,
     ensure_writable_workdir,
@@ -49,7 +50,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | Non
             eval_batches=eval_batches,
             stop_at_step=stop_at_step,
         )
-    except NonFiniteTrainingError as e:
+    except (NonFiniteTrainingError, CheckpointMismatchError) as e:
         sys.exit(f"error: {e}")
     logging.info("Finished: %s", summary)
     if "initial_eval_loss" in summary:

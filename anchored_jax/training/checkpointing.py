@@ -18,6 +18,43 @@ import orbax.checkpoint as ocp
 CHECKPOINT_SUBDIR = "checkpoints"
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose arrays do not fit the model being restored; lists the differences."""
+
+
+def _path_name(path) -> str:
+    parts = []
+    for key in path:
+        part = getattr(key, "key", getattr(key, "name", getattr(key, "idx", key)))
+        parts.append(str(part))
+    if parts and parts[-1] == "value":  # NNX variables store their array under `value`.
+        parts.pop()
+    return ".".join(parts)
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+    return {
+        _path_name(path): tuple(leaf.shape)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+        if hasattr(leaf, "shape")
+    }
+
+
+def describe_mismatch(saved: dict, wanted: dict, limit: int = 8) -> str:
+    """One line: which arrays differ in shape, are missing, or are unexpected."""
+    differ = [f"{k} {saved[k]} vs {wanted[k]}" for k in sorted(saved.keys() & wanted.keys())
+              if saved[k] != wanted[k]]  # fmt: skip
+    missing = sorted(wanted.keys() - saved.keys())
+    extra = sorted(saved.keys() - wanted.keys())
+    parts = []
+    for label, items in (("shape differs (saved vs model)", differ), ("missing", missing),
+                         ("unexpected", extra)):  # fmt: skip
+        if items:
+            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+            parts.append(f"{label}: {', '.join(items[:limit])}{more}")
+    return "; ".join(parts)
+
+
 class RunCheckpoints:
     """Saves and restores one run's checkpoints under `workdir/checkpoints`."""
 
@@ -62,7 +99,16 @@ class RunCheckpoints:
         abstract_state: Any,
         data_iter: grain.DatasetIterator | None = None,
     ) -> Any:
-        """Restores the state (onto `abstract_state`'s shardings) and, in place, the iterator."""
+        """Restores the state (onto `abstract_state`'s shardings) and, in place, the iterator.
+
+        A checkpoint written for another model config fails first, with the differences listed.
+        """
+        saved = _shapes(self._manager.item_metadata(step)["state"])
+        mismatch = describe_mismatch(saved, _shapes(abstract_state))
+        if mismatch:
+            raise CheckpointMismatchError(
+                f"checkpoint {self.directory}/{step} does not match this config: {mismatch}"
+            )
         items = dict(state=ocp.args.StandardRestore(abstract_state))
         if data_iter is not None:
             items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
