@@ -28,8 +28,8 @@ from anchored_jax.training.leo_animator_step import (
     make_train_step,
 )
 from anchored_jax.training.sample_grid import to_uint8, write_grid_png
-from anchored_jax.training.trainer import PreemptionFlag
 from anchored_jax.training.train_state import param_count
+from anchored_jax.training.trainer import PreemptionFlag
 
 EVAL_LOG = "eval_metrics.jsonl"
 

@@ -1,0 +1,52 @@
+"""Sizes of LEO's animator (encoder, generator, discriminator), validated once.
+
+LIA's 256² animator is `AnimatorConfig()`: channels min(512, 16384 / resolution), a 512-d latent
+and 20 motion directions (wyhsirius/LIA, networks/). Tiny CPU variants shrink the channel base
+and the latent; the architecture is unchanged.
+"""
+
+import dataclasses
+import math
+
+MIN_IMAGE_SIZE = 16  # the decoder starts at 4x4 and warps from 8x8 up
+
+
+@dataclasses.dataclass(frozen=True)
+class AnimatorConfig:
+    image_size: int = 256  # frame side; a power of two >= 16
+    style_dim: int = 512  # latent z and motion-dictionary rows
+    motion_dim: int = 20  # number of learned motion directions (magnitudes alpha)
+    channel_base: int = 16384  # channels at resolution r are min(max_channels, base / r)
+    max_channels: int = 512
+    motion_layers: int = 5  # linear layers of the motion MLP, no activations
+
+    def __post_init__(self):
+        s = self.image_size
+        if not isinstance(s, int) or s < MIN_IMAGE_SIZE or s & (s - 1):
+            raise ValueError(
+                f"model.image_size: expected a power of two >= {MIN_IMAGE_SIZE}, got {s!r}"
+            )
+        for name in ("style_dim", "motion_dim", "channel_base", "max_channels", "motion_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"model.{name}: expected a positive integer, got {value!r}")
+        if self.motion_dim > self.style_dim:
+            raise ValueError(
+                f"model.motion_dim: {self.motion_dim} directions cannot be orthonormal in "
+                f"{self.style_dim} dimensions (model.style_dim)"
+            )
+        if self.channel_base < s:
+            raise ValueError(
+                f"model.channel_base: expected >= model.image_size ({s}), got {self.channel_base}"
+            )
+
+    @property
+    def log_size(self) -> int:
+        return int(math.log2(self.image_size))
+
+    def channels(self, resolution: int) -> int:
+        return min(self.max_channels, self.channel_base // resolution)
+
+    def warp_resolutions(self) -> tuple[int, ...]:
+        """Scales at which the generator predicts a flow and a mask: 8, 16, ..., image_size."""
+        return tuple(2**i for i in range(3, self.log_size + 1))
