@@ -1,0 +1,82 @@
+"""How a long video is sampled: the method, the anchor, the solver and guidance, in one value.
+
+`SamplerSettings` is frozen and hashable, so it is a static argument of the jitted samplers:
+each distinct setting compiles once. Every field is checked on construction and a bad value
+fails with one line naming it (`sampling.<field>`), the prefix the reenact and evaluate
+command lines use for their flags too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from anchored_jax.sampling.denoise_loop import SAMPLER_KINDS
+
+# anchored: one shared anchor, averaged (generated) or held (known) across all segments;
+# independent: the same segments with no shared anchor (each generates its own slot 0);
+# autoregressive: segment s is conditioned on the last frame of segment s-1 (known path).
+METHODS = ("anchored", "independent", "autoregressive")
+ANCHOR_KINDS = ("known", "generated")
+# clean: the known anchor is fed at per-frame t=0 on every step (how training shows it);
+# renoise: it is re-noised from the source to the current step's t, like its neighbours.
+KNOWN_ANCHOR_MODES = ("clean", "renoise")
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSettings:
+    """Static choices of one sampling run; see the module docstring for the kinds."""
+
+    method: str = "anchored"
+    anchor: str = "known"  # known (the source image) | generated (unconditional / landmarks)
+    known_anchor_mode: str = "clean"
+    sampler: str = "ddim"  # ddim (deterministic at eta=0) | ddpm (ancestral, respaced)
+    num_steps: int = 20  # solver steps; each is one batched model forward per CFG branch
+    eta: float = 0.0  # DDIM stochasticity; 0 = deterministic
+    identity_scale: float = 1.0  # CFG scale of the identity; 1 = no guidance
+    landmark_scale: float = 1.0  # CFG scale of the landmarks; 1 = no guidance
+    chunk_size: int = 32  # segments denoised at once: bounds memory, not the video length
+    clip_x0: bool = True  # clip the x0 estimate to [-1, 1] at every step
+    # > 0: a segment further than this many seconds from its slot 0 is moved closer (keeping
+    # its own spacing), so the model never sees anchor gaps beyond its training clips' span;
+    # 0 = true times relative to the anchor.
+    max_anchor_gap_s: float = 0.0
+
+    def __post_init__(self):
+        for name, allowed in (
+            ("method", METHODS),
+            ("anchor", ANCHOR_KINDS),
+            ("known_anchor_mode", KNOWN_ANCHOR_MODES),
+            ("sampler", SAMPLER_KINDS),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"sampling.{name}: expected one of {list(allowed)}, got {value!r}")
+        for name in ("num_steps", "chunk_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"sampling.{name}: expected an int >= 1, got {value!r}")
+        if not self.max_anchor_gap_s >= 0.0:
+            raise ValueError(
+                f"sampling.max_anchor_gap_s: expected >= 0, got {self.max_anchor_gap_s!r}"
+            )
+        if not self.eta >= 0.0:
+            raise ValueError(f"sampling.eta: expected >= 0, got {self.eta!r}")
+        if self.method == "autoregressive" and self.anchor != "known":
+            raise ValueError(
+                "sampling.anchor: the autoregressive baseline conditions on known frames; "
+                f"expected 'known', got {self.anchor!r}"
+            )
+
+    @property
+    def guidance_branches(self) -> tuple[str, ...]:
+        """The model outputs classifier-free guidance needs, fixed at trace time.
+
+        `full` alone when both scales are 1; the identity-only branch when the landmark scale
+        differs from 1; the unconditional one when the identity scale does.
+        """
+        branches = ["full"]
+        if self.landmark_scale != 1.0 or self.identity_scale != 1.0:
+            branches.append("identity")
+        if self.identity_scale != 1.0:
+            branches.append("uncond")
+        return tuple(branches)
