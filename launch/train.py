@@ -24,7 +24,7 @@ _STOP_AT = flags.DEFINE_integer(
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
-TASKS = ("sdit", "animator")
+TASKS = ("sdit", "animator", "lmdm")
 
 
 class _QuietLibraries(logging.logging.Filter):

@@ -1,0 +1,97 @@
+r"""LEO phase 2: the Latent Motion Diffusion Model over sequences of 20-d motion codes.
+
+Train the tiny variant on CPU (about 4 minutes) on stand-in codes from the synthetic faces'
+landmark tracks (see data_pipelines/motion_codes.py):
+
+  python -m launch.train --config configs/lmdm.py:tiny --workdir runs/lmdm_tiny
+
+With a trained animator, extract real codes with its encoder instead:
+
+  python -m launch.train --config configs/lmdm.py:tiny --workdir runs/lmdm_anim \
+      --config.data.code_source=animator --config.data.animator_workdir=runs/animator_tiny
+
+Variants: tiny (CPU) | base (LEO-sized sequences: L = 64, wider transformer).
+"""
+
+import ml_collections
+
+# (sequence length L, width, depth, heads, batch size, steps)
+_VARIANTS = {
+    "tiny": (16, 96, 3, 4, 32, 6000),
+    "base": (64, 512, 8, 8, 128, 200_000),
+}
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+    variant = arg or "tiny"
+    if variant not in _VARIANTS:
+        raise ValueError(f"config argument: expected one of {sorted(_VARIANTS)}, got {variant!r}")
+    length, width, depth, heads, batch_size, num_steps = _VARIANTS[variant]
+    tiny = variant == "tiny"
+
+    config = ml_collections.ConfigDict()
+    config.task = "lmdm"  # picks launch/train_lmdm.py
+    config.seed = 0  # model init and diffusion noise (data has its own seed)
+
+    # --- data: motion-code sequences of videos, served as windows of L codes ----------------
+    config.data = data = ml_collections.ConfigDict()
+    data.source = "synthetic"  # any source of data_pipelines.pipeline.make_source
+    data.image_size = 64  # frame side for the animator's encoder (unused by landmark codes)
+    data.fps = 25.0  # frame rate of the source videos
+    data.video_frames = 64  # frames per synthetic video
+    data.num_train_identities = 64  # synthetic training identities
+    data.num_test_identities = 8  # held-out identities for the delta-statistics check
+    data.videos_per_identity = 4  # synthetic videos per identity
+    data.seed = 0  # seed of the synthetic world and of the window order
+    data.worker_count = 0  # unused: windows are served from memory
+    data.code_source = "landmarks"  # landmarks (seeded projection stand-in) | animator
+    data.code_scale = 25.0  # landmark codes: scale of the projection (offsets std ~0.7)
+    data.code_file = ""  # optional .npz cache of the train codes; written if missing
+    data.window_stride = 4  # frames between the starts of consecutive training windows
+    data.animator_workdir = ""  # code_source=animator: the animator run to take the encoder from
+
+    # --- model: transformer denoiser of offsets m = alpha - alpha_1 (LMC) -------------------
+    config.model = model = ml_collections.ConfigDict()
+    model.motion_dim = 20  # magnitudes per code; must equal the animator's motion_dim
+    model.length = length  # L codes per sequence, alpha_1 included
+    model.width = width  # token width
+    model.depth = depth  # transformer blocks
+    model.num_heads = heads  # temporal attention heads
+    model.mlp_ratio = 4.0  # MLP hidden width / width
+
+    # --- diffusion ---------------------------------------------------------------------------
+    config.diffusion = diffusion = ml_collections.ConfigDict()
+    diffusion.schedule = "cosine"  # linear | cosine
+    diffusion.num_timesteps = 1000  # training timesteps
+    # epsilon | v | x0. Tiny runs: x0 matches the data's step sizes after 6000 steps and its
+    # chains stay bounded; v's chains drift; epsilon blows up (x0 = (x_t - s eps) / a, a ~ 0).
+    diffusion.prediction = "x0"
+    diffusion.condition_dropout = 0.1  # fraction of examples trained with the null alpha_1
+    diffusion.sample_steps = 50  # DDIM steps at sampling time
+
+    # --- training ----------------------------------------------------------------------------
+    config.training = training = ml_collections.ConfigDict()
+    training.batch_size = batch_size  # windows per step (global)
+    training.num_steps = num_steps  # optimiser steps
+    training.learning_rate = 1e-3 if tiny else 2e-4  # peak AdamW learning rate
+    training.warmup_steps = 100 if tiny else 5000  # linear warm-up steps
+    training.end_learning_rate_factor = 0.05  # cosine decay ends at this fraction of the peak
+    training.weight_decay = 0.0  # AdamW decoupled weight decay
+    training.b1 = 0.9  # Adam beta1
+    training.b2 = 0.999  # Adam beta2
+    training.grad_clip_norm = 1.0  # global-norm gradient clipping
+    training.ema_decay = 0.999 if tiny else 0.9999  # EMA of the parameters, used for sampling
+
+    # --- checkpoints -------------------------------------------------------------------------
+    config.checkpoint = ckpt = ml_collections.ConfigDict()
+    ckpt.every_steps = 500 if tiny else 10_000  # also saved at the last step and on preemption
+    ckpt.max_to_keep = 3  # checkpoints kept on disk
+    ckpt.async_save = True  # write checkpoints in the background
+
+    # --- logging and evaluation --------------------------------------------------------------
+    config.logging = logging = ml_collections.ConfigDict()
+    logging.log_every_steps = 100  # steps between train-loss scalars
+    logging.eval_sequences = 64  # held-out windows compared by delta statistics at the end
+    logging.chain_frames = 1024  # frames of the chained generation reported at the end
+    logging.chain_sequences = 4  # chained sequences (first codes from held-out videos)
+    return config
