@@ -11,7 +11,7 @@ from anchored_jax.models.sdit_config import SDIT_SIZES, SDiTConfig, sdit_size
         ({"num_heads": 5}, "model.num_heads: 5 does not divide model.width 128"),
         ({"patch_size": 3}, "model.patch_size: 3 does not divide model.image_size 32"),
         ({"attention": "x"}, "model.attention: expected one of ['joint', 'factorized'], got 'x'"),
-        ({"attention_backend": "splash"}, "model.attention_backend: expected one of"),
+        ({"attention_backend": "flash3"}, "model.attention_backend: expected one of"),
         ({"attention_backend": "cudnn"}, "model.attention_backend: 'cudnn' needs model.dtype"),
         (
             {"identity": "clip"},
