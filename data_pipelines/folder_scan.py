@@ -42,6 +42,14 @@ class ScanReport:
         self.skipped[error.reason] += 1
         self.skipped_files.append((error.path, error.reason))
 
+    def keep(self, width: int, height: int) -> None:
+        """Counts a kept file and the frame-geometry fix-ups every reader applies to it."""
+        self.kept += 1
+        if width != height:
+            self.adjusted["center_cropped"] += 1
+        if width % 2 or height % 2:
+            self.adjusted["odd_size"] += 1
+
     @property
     def total(self) -> int:
         return self.kept + sum(self.skipped.values())

@@ -118,13 +118,9 @@ class FrameFolderSource:
             self._folders.append(folder)
             self._fps.append(load_landmarks(folder.landmarks_path).fps)
             kept.append(name)
-            self.report.kept += 1
+            self.report.keep(folder.width, folder.height)
             if folder.mode in ("L", "P"):
                 self.report.adjusted["grayscale" if folder.mode == "L" else "palette"] += 1
-            if folder.width != folder.height:
-                self.report.adjusted["center_cropped"] += 1
-            if folder.width % 2 or folder.height % 2:
-                self.report.adjusted["odd_size"] += 1
         if not self._folders:
             raise ValueError(
                 f"data.root: no usable frame folders in {directory} "

@@ -85,15 +85,11 @@ class VideoFileSource:
             check_landmark_count(landmark_path(result.path), result.num_frames, result.path)
             kept_names.append(name)
             self._probes.append(result)
-            self.report.kept += 1
+            self.report.keep(result.width, result.height)
             if result.rotation:
                 self.report.adjusted["rotated"] += 1
             if result.pix_fmt.startswith("gray"):
                 self.report.adjusted["grayscale"] += 1
-            if result.width != result.height:
-                self.report.adjusted["center_cropped"] += 1
-            if result.width % 2 or result.height % 2:
-                self.report.adjusted["odd_size"] += 1
         if not self._probes:
             raise ValueError(
                 f"data.root: no usable videos in {directory} (skipped: {self.report.reasons()})"
