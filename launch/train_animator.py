@@ -7,6 +7,7 @@ import ml_collections
 from absl import logging
 
 from anchored_jax.models.leo_vgg19 import Vgg19Features, load_vgg19_state_dict
+from anchored_jax.parallel.multihost import process_batch_size
 from anchored_jax.training.config_checks import ConfigError, ensure_writable_workdir
 from anchored_jax.training.leo_animator_loop import train_animator
 from anchored_jax.training.leo_animator_step import animator_config
@@ -64,15 +65,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | Non
         validate_animator_config(config)
         workdir = ensure_writable_workdir(workdir)
         n_proc, proc = jax.process_count(), jax.process_index()
-        if config.training.batch_size % n_proc:
-            raise ConfigError(
-                f"training.batch_size: {config.training.batch_size} is not divisible by "
-                f"{n_proc} processes"
-            )
+        local_batch = process_batch_size(config.training.batch_size)
         train = build_pair_dataset(
             config.data,
             split="train",
-            batch_size=config.training.batch_size // n_proc,
+            batch_size=local_batch,
             seed=config.data.seed,
             shard_index=proc,
             shard_count=n_proc,

@@ -17,6 +17,7 @@ import numpy as np
 from absl import logging
 
 from anchored_jax.models.leo_lmdm import LmdmConfig
+from anchored_jax.parallel.multihost import process_batch_size
 from anchored_jax.sampling.leo_motion_generation import (
     chain_motion,
     delta_statistics,
@@ -143,17 +144,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | Non
         validate_lmdm_config(config)
         workdir = ensure_writable_workdir(workdir)
         n_proc, proc = jax.process_count(), jax.process_index()
-        if config.training.batch_size % n_proc:
-            raise ConfigError(
-                f"training.batch_size: {config.training.batch_size} is not divisible by "
-                f"{n_proc} processes"
-            )
+        local_batch = process_batch_size(config.training.batch_size)
         length, stride = config.model.length, config.data.window_stride
         train_windows = code_windows(load_codes(config, "train"), length, stride)
         test_windows = code_windows(load_codes(config, "test"), length, length)
         train = build_window_dataset(
             train_windows,
-            batch_size=config.training.batch_size // n_proc,
+            batch_size=local_batch,
             seed=config.data.seed,
             shard_index=proc,
             shard_count=n_proc,

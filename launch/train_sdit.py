@@ -6,9 +6,9 @@ import jax
 import ml_collections
 from absl import logging
 
+from anchored_jax.parallel.multihost import process_batch_size
 from anchored_jax.training.checkpointing import CheckpointMismatchError
 from anchored_jax.training.config_checks import (
-    ConfigError,
     ensure_writable_workdir,
     validate_sdit_config,
 )
@@ -20,17 +20,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | Non
     try:
         validate_sdit_config(config)
         workdir = ensure_writable_workdir(workdir)
-        batch_size = config.training.batch_size
         n_proc, proc = jax.process_count(), jax.process_index()
-        if batch_size % n_proc:
-            raise ConfigError(
-                f"training.batch_size: {batch_size} is not divisible by {n_proc} processes"
-            )
+        local_batch = process_batch_size(config.training.batch_size)
         datasets = {
             split: build_clip_dataset(
                 config.data,
                 split=split,
-                batch_size=batch_size // n_proc,
+                batch_size=local_batch,
                 seed=config.data.seed + offset,
                 shard_index=proc,
                 shard_count=n_proc,

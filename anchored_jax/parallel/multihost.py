@@ -46,6 +46,16 @@ def initialize_distributed() -> bool:
     return True
 
 
+def process_batch_size(global_batch_size: int) -> int:
+    """This process's share of the global batch; one line naming the field if it is uneven."""
+    n_proc = jax.process_count()
+    if global_batch_size % n_proc:
+        raise ValueError(
+            f"training.batch_size: {global_batch_size} is not divisible by {n_proc} processes"
+        )
+    return global_batch_size // n_proc
+
+
 def global_batch(
     local_batch: Mapping[str, np.ndarray], shardings: Mapping[str, NamedSharding]
 ) -> dict[str, jax.Array]:
