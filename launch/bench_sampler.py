@@ -11,7 +11,8 @@ depend on their values):
    batched model forward at the same shapes (S segments of K frames, the same guidance
    branches). 1.0 would mean the loop, the anchor averaging and the solver cost nothing; the
    goal is <= 1.10.
-2. Throughput: frames/s of the anchored sampler at each of `--frames` (with `--chunk_size`).
+2. Throughput: frames/s of the anchored sampler at each of `--frames` (with `--chunk_size`),
+   its segments split over `--devices` local devices (0 = all; the overhead ratio uses one).
 
 Every timing is after compilation (executables are compiled ahead of time and then run).
 """
@@ -30,6 +31,7 @@ _OVERHEAD_T = flags.DEFINE_integer("overhead_frames", 256, "Video length of the 
 _STEPS = flags.DEFINE_integer("steps", 10, "DDIM steps per video.")
 _CHUNK = flags.DEFINE_integer("chunk_size", 64, "Segments per chunk for the frames/s runs.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats of the forward (median taken).")
+_DEVICES = flags.DEFINE_integer("devices", 1, "Devices for the frames/s runs; 0 = all local.")
 _GUIDANCE = flags.DEFINE_string("guidance", "1.0,1.0", "CFG scales: identity,landmarks.")
 flags.mark_flags_as_required(["config"])
 
@@ -56,7 +58,7 @@ def main(argv):
     from anchored_jax.sampling.sampler_settings import SamplerSettings
     from anchored_jax.sampling.sdit_denoiser import make_sdit_denoiser
     from anchored_jax.sampling.segment_plan import plan_segments
-    from anchored_jax.sampling.video_generation import sampler_call
+    from anchored_jax.sampling.video_generation import sampler_call, sampler_mesh
     from anchored_jax.training.config_checks import ConfigError, validate_sdit_config
     from anchored_jax.training.train_state import split_model
     from anchored_jax.training.trainer import build_model
@@ -76,7 +78,7 @@ def main(argv):
     rng = np.random.default_rng(0)
     source = rng.uniform(-1, 1, (size, size, channels)).astype(np.float32)
 
-    def sampler_for(T, chunk_size):
+    def sampler_for(T, chunk_size, devices=1):
         plan = plan_segments(T, K, 0, "contiguous")
         settings = SamplerSettings(
             num_steps=_STEPS.value,
@@ -89,6 +91,7 @@ def main(argv):
             landmarks_TLC=rng.uniform(0.2, 0.8, (T, model_config.num_landmarks, 3)),
             frame_times_T=np.arange(T) / config.data.fps, identity=source, source_HWC=source,
             settings=settings, key=jax.random.key(0),
+            mesh=sampler_mesh(devices, plan.num_segments),
         )  # fmt: skip
         start = time.perf_counter()
         compiled = sampler.lower(*args).compile()
@@ -124,10 +127,13 @@ def main(argv):
     print(f"  sampler / (steps x forward)      {ratio:.3f}   (goal <= 1.10)")
 
     # ---------------------------------------------------------------- throughput
-    print(f"\nthroughput (chunk_size={_CHUNK.value}, {_STEPS.value} steps):")
+    print(
+        f"\nthroughput (chunk_size={_CHUNK.value} per device, {_STEPS.value} steps, "
+        f"devices={_DEVICES.value or 'all'}):"
+    )
     print("  frames  segments  compile (s)  sample (s)  frames/s")
     for T in frames_list:
-        plan, _, compiled, args, compile_s = sampler_for(T, _CHUNK.value)
+        plan, _, compiled, args, compile_s = sampler_for(T, _CHUNK.value, _DEVICES.value)
         seconds = _timed(compiled, *args)
         print(
             f"  {T:6d}  {plan.num_segments:8d}  {compile_s:11.2f}  {seconds:10.3f}  "

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from anchored_jax.diffusion.schedules import make_schedule  # noqa: E402
 from anchored_jax.sampling.sampler_settings import SamplerSettings  # noqa: E402
 from anchored_jax.sampling.segment_plan import PLAN_KINDS, plan_segments  # noqa: E402
-from anchored_jax.sampling.video_generation import generate_video  # noqa: E402
+from anchored_jax.sampling.video_generation import generate_video, sampler_mesh  # noqa: E402
 from anchored_jax.training.inference_checkpoint import load_sdit_for_inference  # noqa: E402
 from data_pipelines.landmark_files import load_landmarks  # noqa: E402
 from data_pipelines.sources import SyntheticFaceSource  # noqa: E402
@@ -205,6 +205,7 @@ def reenact(
     settings: SamplerSettings | None = None,
     seed: int = 0,
     display: int = 128,
+    devices: int = 0,
     loaded=None,
 ) -> dict:
     """Runs one reenactment end to end; returns the written paths and timings."""
@@ -231,6 +232,7 @@ def reenact(
             prediction=config.diffusion.prediction, plan=plan, landmarks_TLC=landmarks_TLC,
             frame_times_T=np.arange(T) / fps, identity=source_HWC, source_HWC=source_HWC,
             settings=settings, key=jax.random.key(seed), progress=tick,
+            mesh=sampler_mesh(devices, plan.num_segments),
         )  # fmt: skip
     finally:
         bar.close()
@@ -256,7 +258,8 @@ def define_flags() -> None:
     flags.DEFINE_enum(
         "known_anchor_mode", "clean", ["clean", "renoise"], "How the source anchor is held."
     )
-    flags.DEFINE_integer("chunk_size", 32, "Segments denoised at once (memory bound).")
+    flags.DEFINE_integer("chunk_size", 32, "Segments denoised at once per device (memory bound).")
+    flags.DEFINE_integer("devices", 0, "Local devices to split the segments over; 0 = all.")
     flags.DEFINE_float(
         "max_anchor_gap", 0.0, "Seconds; >0 moves far segments closer to the anchor in time."
     )
@@ -290,6 +293,7 @@ def main(argv):
             FLAGS.checkpoint, FLAGS.driving, FLAGS.out, source=FLAGS.source,
             frames=FLAGS.frames, fps=FLAGS.fps, plan_kind=FLAGS.plan,
             settings=settings_from_flags(), seed=FLAGS.seed, display=FLAGS.display_size,
+            devices=FLAGS.devices,
         )  # fmt: skip
     except ValueError as e:  # ReenactError, InferenceCheckpointError, landmark-file errors.
         sys.exit(f"error: {e}")

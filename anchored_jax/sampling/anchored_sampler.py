@@ -14,9 +14,14 @@ sees the same anchor value. After each step the anchor slot (slot 0) is rewritte
 - `independent`: left alone, so each segment generates its own slot 0 (no sharing, and no
   source frame in the segments; the source still conditions the identity).
 
-All randomness comes from one key: the initial noise is drawn by the caller, and step i uses
-`split(key, num_steps)[i]` for the whole padded segment batch, so the output does not depend
-on the chunk size (up to float rounding of different batch shapes). `autoregressive_segments`
+All randomness comes from one key: the initial noise is drawn by the caller, and step i draws
+segment s's noise from `fold_in(split(key, num_steps)[i], s)`, so the output depends neither
+on the chunk size nor on how segments are split over devices (up to float rounding of
+different batch shapes).
+
+On a mesh (`mesh=`), the segments are split over the devices with `shard_map`: each device
+runs the same step loop over its own chunks and the anchor mean becomes a `psum`, so the
+only cross-device traffic is one `[H, W, C]` all-reduce per step. `autoregressive_segments`
 runs the baseline that conditions segment s on the last frame of segment s-1: a `lax.scan`
 over segments around the same step loop.
 """
@@ -29,6 +34,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, PartitionSpec
 
 from anchored_jax.diffusion.samplers import ddim_step, ddpm_step, timestep_spacing
 from anchored_jax.diffusion.schedules import Schedule, q_sample
@@ -79,6 +85,7 @@ def denoise_segments(
     prediction: str,
     source_HWC: jax.Array | None = None,
     progress_fn: ProgressFn | None = None,
+    mesh: Mesh | None = None,
 ) -> jax.Array:
     """Denoises S anchored segments; returns x0 `[S, K, H, W, C]` (slot 0 = the anchor).
 
@@ -93,6 +100,10 @@ def denoise_segments(
       settings: static; `settings.method` must be `anchored` or `independent` here.
       source_HWC: the known anchor (needed when `settings.anchor == "known"`).
       progress_fn: optional host callback with the finished step's index.
+      mesh: optional device mesh. Segments are then split over all of its axes (each device
+        runs its own chunks, `chunk_size` segments at a time) and the anchor mean is a
+        cross-device `psum`; whatever `denoise_fn` closes over is replicated. The result
+        equals the single-device one up to the order of the anchor sum's float additions.
     """
     if settings.method == "autoregressive":
         raise ValueError("sampling.method: use autoregressive_segments for 'autoregressive'")
@@ -103,19 +114,24 @@ def denoise_segments(
         raise ValueError("sampling.anchor: a known anchor needs source_HWC")
     S, K = noise_SKHWC.shape[:2]
     renoise = known and settings.known_anchor_mode == "renoise"
-    n_chunks, per_chunk = chunk_layout(S, settings.chunk_size)
-    padded = n_chunks * per_chunk
+    shards = 1 if mesh is None else mesh.size
+    n_chunks, per_chunk = chunk_layout(-(-S // shards), settings.chunk_size)
+    padded = shards * n_chunks * per_chunk
 
     x_SKHWC = _pad_segments(noise_SKHWC.astype(jnp.float32), padded)
-    cond_NC = _to_chunks(_pad_segments(cond_S, padded), n_chunks)
+    cond_S = _pad_segments(cond_S, padded)
     valid_S = jnp.zeros((padded,), bool).at[:S].set(jnp.asarray(segment_valid_S, bool))
+    # Anchor-mean weights, normalised over every device's segments before the split.
     weight_S = valid_S.astype(jnp.float32) / jnp.maximum(jnp.sum(valid_S), 1)
+    # Global segment ids seed the per-segment noise, so any split draws the same numbers.
+    ids_S = jnp.arange(padded, dtype=jnp.uint32)
     slot0_K = jnp.arange(K) == 0
     needs_noise = settings.sampler == "ddpm" or settings.eta != 0.0
     anchor_key, loop_key = jax.random.split(key)
     if known:
         source_HWC = jnp.asarray(source_HWC, jnp.float32)
         anchor_eps_HWC = jax.random.normal(anchor_key, source_HWC.shape, jnp.float32)
+    axes = () if mesh is None else tuple(mesh.axis_names)
 
     def known_anchor_at(t: jax.Array) -> jax.Array:
         if not renoise:
@@ -130,52 +146,75 @@ def denoise_segments(
     t_prev_steps = jnp.concatenate([t_steps[1:], jnp.full((1,), -1, jnp.int32)])
     step_keys = jax.random.split(loop_key, settings.num_steps)
 
-    def step(x_SKHWC, per_step):
-        index, t, t_prev, step_key = per_step
-        t_K = jnp.full((K,), t, jnp.int32)
-        t_prev_K = jnp.full((K,), t_prev, jnp.int32)
-        if known and not renoise:
-            # The clean source is context: t=0 in, and its own step lands on x0 (t_prev=-1).
-            t_K = jnp.where(slot0_K, 0, t_K)
-            t_prev_K = jnp.where(slot0_K, -1, t_prev_K)
-        if known:
-            x_SKHWC = set_anchor(x_SKHWC, known_anchor_at(t))
-        t_CK = jnp.broadcast_to(t_K, (per_chunk, K))
-        t_prev_CK = jnp.broadcast_to(t_prev_K, (per_chunk, K))
-        noise_NC = None
-        if needs_noise:
-            noise_NC = _to_chunks(jax.random.normal(step_key, x_SKHWC.shape, jnp.float32), n_chunks)
+    def local_loop(x_SKHWC, cond_S, weight_S, ids_S):
+        """The step loop over this device's segments (all of them without a mesh)."""
+        cond_NC = _to_chunks(cond_S, n_chunks)
+        shard = jax.lax.axis_index(axes) if axes else 0
 
-        def chunk_step(_, chunk):
-            x_CKHWC, cond_C, noise_C = chunk
-            out = denoise_fn(x_CKHWC, t_CK, cond_C).astype(jnp.float32)
-            if settings.sampler == "ddim":
-                x_prev = ddim_step(
-                    prediction, schedule, x_CKHWC, t_CK, t_prev_CK, out,
-                    settings.eta, noise_C, settings.clip_x0,
-                )  # fmt: skip
-            else:
-                x_prev = ddpm_step(
-                    prediction, schedule, x_CKHWC, t_CK, out, noise_C, t_prev_CK,
-                    settings.clip_x0,
-                )  # fmt: skip
-            return None, x_prev
+        def segment_noise(step_key):
+            def draw(i):
+                return jax.random.normal(jax.random.fold_in(step_key, i), x_SKHWC.shape[1:])
 
-        _, x_prev_NC = jax.lax.scan(
-            chunk_step, None, (_to_chunks(x_SKHWC, n_chunks), cond_NC, noise_NC)
-        )
-        x_prev_SKHWC = _from_chunks(x_prev_NC)
-        if known:
-            x_prev_SKHWC = set_anchor(x_prev_SKHWC, known_anchor_at(t_prev))
-        elif share:
-            anchor_HWC = jnp.tensordot(weight_S, x_prev_SKHWC[:, 0], axes=1)
-            x_prev_SKHWC = set_anchor(x_prev_SKHWC, anchor_HWC)
-        if progress_fn is not None:
-            jax.debug.callback(lambda i: progress_fn(int(i)), index)
-        return x_prev_SKHWC, None
+            return _to_chunks(jax.vmap(draw)(ids_S), n_chunks)
 
-    indices = jnp.arange(settings.num_steps)
-    x0_SKHWC, _ = jax.lax.scan(step, x_SKHWC, (indices, t_steps, t_prev_steps, step_keys))
+        def step(x_SKHWC, per_step):
+            index, t, t_prev, step_key = per_step
+            t_K = jnp.full((K,), t, jnp.int32)
+            t_prev_K = jnp.full((K,), t_prev, jnp.int32)
+            if known and not renoise:
+                # The clean source is context: t=0 in, and its own step lands on x0 (t_prev=-1).
+                t_K = jnp.where(slot0_K, 0, t_K)
+                t_prev_K = jnp.where(slot0_K, -1, t_prev_K)
+            if known:
+                x_SKHWC = set_anchor(x_SKHWC, known_anchor_at(t))
+            t_CK = jnp.broadcast_to(t_K, (per_chunk, K))
+            t_prev_CK = jnp.broadcast_to(t_prev_K, (per_chunk, K))
+            noise_NC = segment_noise(step_key) if needs_noise else None
+
+            def chunk_step(_, chunk):
+                x_CKHWC, cond_C, noise_C = chunk
+                out = denoise_fn(x_CKHWC, t_CK, cond_C).astype(jnp.float32)
+                if settings.sampler == "ddim":
+                    x_prev = ddim_step(
+                        prediction, schedule, x_CKHWC, t_CK, t_prev_CK, out,
+                        settings.eta, noise_C, settings.clip_x0,
+                    )  # fmt: skip
+                else:
+                    x_prev = ddpm_step(
+                        prediction, schedule, x_CKHWC, t_CK, out, noise_C, t_prev_CK,
+                        settings.clip_x0,
+                    )  # fmt: skip
+                return None, x_prev
+
+            _, x_prev_NC = jax.lax.scan(
+                chunk_step, None, (_to_chunks(x_SKHWC, n_chunks), cond_NC, noise_NC)
+            )
+            x_prev_SKHWC = _from_chunks(x_prev_NC)
+            if known:
+                x_prev_SKHWC = set_anchor(x_prev_SKHWC, known_anchor_at(t_prev))
+            elif share:
+                anchor_HWC = jnp.tensordot(weight_S, x_prev_SKHWC[:, 0], axes=1)
+                if axes:
+                    anchor_HWC = jax.lax.psum(anchor_HWC, axes)  # the same sum on every device
+                x_prev_SKHWC = set_anchor(x_prev_SKHWC, anchor_HWC)
+            if progress_fn is not None:
+                # Every shard runs this loop; only the first reports.
+                jax.debug.callback(
+                    lambda i, d: progress_fn(int(i)) if int(d) == 0 else None, index, shard
+                )
+            return x_prev_SKHWC, None
+
+        indices = jnp.arange(settings.num_steps)
+        x0_SKHWC, _ = jax.lax.scan(step, x_SKHWC, (indices, t_steps, t_prev_steps, step_keys))
+        return x0_SKHWC
+
+    if mesh is None:
+        x0_SKHWC = local_loop(x_SKHWC, cond_S, weight_S, ids_S)
+    else:
+        spec = PartitionSpec(axes)
+        x0_SKHWC = jax.shard_map(
+            local_loop, mesh=mesh, in_specs=(spec, spec, spec, spec), out_specs=spec
+        )(x_SKHWC, cond_S, weight_S, ids_S)
     return x0_SKHWC[:S]
 
 

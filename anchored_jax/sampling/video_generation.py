@@ -3,8 +3,12 @@
 `generate_video` is what the reenact, edit, evaluate and benchmark commands call. It gathers
 each segment slot's time (relative to its slot 0) and landmarks from the plan, runs the method
 of `settings` as one compiled XLA computation, and scatters the owned slots back into a
-`[T, H, W, C]` video. Compiled samplers are cached per (graph, settings, shapes), so editing
-runs that reuse the same noise and anchor with new conditions do not recompile.
+`[T, H, W, C]` video. Compiled samplers are cached per (graph, settings, mesh, shapes), so
+editing runs that reuse the same noise and anchor with new conditions do not recompile.
+
+With a mesh (`sampler_mesh`), the anchored and independent methods split the segments over
+its devices and replicate the parameters; the autoregressive baseline is sequential over
+segments by definition and runs on one device.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from anchored_jax.diffusion.schedules import Schedule
 from anchored_jax.sampling.anchored_sampler import (
@@ -120,9 +125,28 @@ def compress_anchor_gaps(times_SK: np.ndarray, max_gap_s: float) -> np.ndarray:
     return out
 
 
+def sampler_mesh(num_devices: int, num_segments: int) -> Mesh | None:
+    """A one-axis `data` mesh over the first local devices the segments can use.
+
+    num_devices: how many devices to split segments over; 0 means all local devices. Never
+      more than there are segments; None when that leaves one device.
+    """
+    local = jax.local_devices()
+    if not 0 <= num_devices <= len(local):
+        raise ValueError(f"--devices: expected 0 (all) to {len(local)}, got {num_devices}")
+    n = min(num_devices or len(local), num_segments)
+    if n <= 1:
+        return None
+    return Mesh(np.asarray(local[:n]), ("data",), axis_types=(AxisType.Auto,))
+
+
 @functools.lru_cache(maxsize=32)
 def compiled_video_sampler(
-    graphdef: nnx.GraphDef, settings: SamplerSettings, prediction: str, mixed_identity: bool
+    graphdef: nnx.GraphDef,
+    settings: SamplerSettings,
+    prediction: str,
+    mixed_identity: bool,
+    mesh: Mesh | None = None,
 ):
     """One jitted `(params, schedule, inputs, key, identity, source, mix) -> x0_SKHWC`."""
     relay = _ProgressRelay()
@@ -140,8 +164,9 @@ def compiled_video_sampler(
                 source_HWC=source, **kw,
             )  # fmt: skip
         return denoise_segments(
-            denoise_fn, schedule, noise_SKHWC, cond_S, valid_S, key, source_HWC=source, **kw
-        )
+            denoise_fn, schedule, noise_SKHWC, cond_S, valid_S, key, source_HWC=source,
+            mesh=mesh, **kw,
+        )  # fmt: skip
 
     return jax.jit(run), relay
 
@@ -160,6 +185,7 @@ def sampler_call(
     key: jax.Array,
     source_HWC: np.ndarray | None = None,
     identity_mix: tuple[np.ndarray, float] | None = None,
+    mesh: Mesh | None = None,
 ):
     """The compiled sampler, its progress relay and its arguments (see `generate_video`)."""
     if settings.anchor == "known" and settings.method != "independent" and source_HWC is None:
@@ -180,8 +206,13 @@ def sampler_call(
         landmarks_SKLC=jnp.asarray(inputs.landmarks_SKLC),
         frame_mask_SK=jnp.asarray(inputs.frame_mask_SK),
     )
+    if settings.method == "autoregressive":
+        mesh = None
+    if mesh is not None:
+        # Every device runs the whole model on its own segments.
+        params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
     sampler, relay = compiled_video_sampler(
-        graphdef, settings, prediction, identity_mix is not None
+        graphdef, settings, prediction, identity_mix is not None, mesh
     )
     source = source_HWC if source_HWC is not None else np.zeros(frame_shape)
     mix = None
@@ -210,8 +241,8 @@ def generate_video(
 
     Keyword inputs: `prediction`, `landmarks_TLC` `[T, L, 3]`, `frame_times_T` (seconds),
     `identity` (the identity condition: a source image `[H, W, C]` or an embedding vector),
-    `key`, and optionally `identity_mix=(identity_b, w)` to condition on the interpolated
-    identity embedding.
+    `key`, optionally `identity_mix=(identity_b, w)` to condition on the interpolated
+    identity embedding, and `mesh` (see `sampler_mesh`) to split the segments over devices.
     source_HWC: the known anchor frame (required for a known anchor and `autoregressive`);
       it becomes output frame `plan.anchor`.
     progress: called with each finished step (or, for `autoregressive`, segment) index.
