@@ -12,7 +12,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-BENCHMARKS = ("train", "data", "sampler", "memory", "scaling")
+BENCHMARKS = ("train", "data", "sampler", "memory", "scaling", "cpu")
 
 
 def main() -> None:

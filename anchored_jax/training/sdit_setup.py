@@ -31,8 +31,16 @@ from anchored_jax.training.optimizer import learning_rate_schedule, make_optimiz
 from anchored_jax.training.sdit_step import make_eval_step, make_train_step
 from anchored_jax.training.train_state import TrainState, create_train_state, split_model
 
-# The batch entries the model reads, with their ranks; ids and frame indices stay on the host.
-MODEL_INPUTS = {"video_BKHWC": 5, "times_BK": 2, "landmarks_BKLC": 4, "identity_BHWC": 4}
+# The batch entries the model reads; ids and frame indices stay on the host.
+MODEL_INPUTS = ("video_BKHWC", "times_BK", "landmarks_BKLC", "identity_BHWC")
+# Rank of the identity entry per `model.identity`: a source image, a vector, a class label.
+IDENTITY_RANKS = {"encoder": 4, "embedding": 2, "class_label": 1}
+
+
+def model_input_ranks(model: ml_collections.ConfigDict) -> dict[str, int]:
+    """The rank of each model input, batch axis included."""
+    ranks = dict(video_BKHWC=5, times_BK=2, landmarks_BKLC=4)
+    return {**ranks, "identity_BHWC": IDENTITY_RANKS[model.identity]}
 
 
 def build_model(config: ml_collections.ConfigDict, seed: int) -> SDiT:
@@ -86,7 +94,8 @@ def make_sdit_setup(config: ml_collections.ConfigDict, mesh: Mesh | None = None)
     state_shardings = tree_shardings(abstract_state, rules, mesh)
     replicated = NamedSharding(mesh, PartitionSpec())
     input_shardings = {
-        name: batch_sharding(mesh, rules, ndim) for name, ndim in MODEL_INPUTS.items()
+        name: batch_sharding(mesh, rules, ndim)
+        for name, ndim in model_input_ranks(config.model).items()
     }
     train_step = jax.jit(
         make_train_step(graphdef, tx, schedule, config, learning_rate_schedule(config.training)),
