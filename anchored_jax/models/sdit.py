@@ -3,7 +3,9 @@
 Frames are patchified into `B, K*N, D` tokens. Each frame carries its own conditioning
 vector `c_BKD = t_emb + frame_time_emb + landmark_emb + identity_emb`, which drives
 adaLN-Zero blocks; identity and landmarks can be swapped for learned nulls (condition
-dropout in training, classifier-free guidance at sampling). The trunk (patch embed,
+dropout in training, classifier-free guidance at sampling). With `identity_tokens`, the
+source image's patch embedding is also added to every frame's tokens, position by position,
+so copying what does not move is one addition away. The trunk (patch embed,
 timestep embedder, blocks, final layer) is DiT's; see DESIGN.md, section "sDiT".
 
 The DiT-parity path: `identity="class_label"` (DiT's class table, whose extra row is the
@@ -41,6 +43,7 @@ CONDITIONING_ATTRS = (
     "frame_time_embedder",
     "landmark_embedder",
     "identity_embedder",
+    "identity_patch_embed",
     "null_identity",
     "null_landmarks",
 )
@@ -70,6 +73,8 @@ class SDiT(nnx.Module):
         self.dtype = dtype
 
         self.patch_embed = PatchEmbed(config, **kw)
+        # The source image's own patches, added to every frame's tokens (identity_tokens).
+        self.identity_patch_embed = PatchEmbed(config, **kw) if config.identity_tokens else None
         self.t_embedder = TimestepEmbedder(config, **kw)
         # A switched-off condition has no parameters at all (None), so nothing unused is saved.
         self.frame_time_embedder = (
@@ -240,6 +245,12 @@ class SDiT(nnx.Module):
         tokens_BKND = self.patch_embed(x_BKHWC) + pos_ND
         if cfg.time_in_tokens:
             tokens_BKND = tokens_BKND + time_BKD[:, :, None]
+        if self.identity_patch_embed is not None:
+            source_BND = self.identity_patch_embed(jnp.asarray(identity)[:, None])[:, 0]
+            if drop_identity_B is not None:
+                keep_B = ~jnp.asarray(drop_identity_B, bool)
+                source_BND = source_BND * keep_B[:, None, None].astype(source_BND.dtype)
+            tokens_BKND = tokens_BKND + source_BND[:, None]
         tokens_BLD = einops.rearrange(tokens_BKND, "b k n d -> b (k n) d")
         if frame_mask_BK is not None:
             frame_mask_BK = jnp.asarray(frame_mask_BK, bool)

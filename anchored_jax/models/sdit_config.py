@@ -57,6 +57,9 @@ class SDiTConfig:
     landmark_condition: bool = True  # False: no landmark embedder (landmarks are ignored)
     identity_embed_dim: int = 768  # size of the external identity vector (embedding mode)
     identity_channels: tuple[int, ...] = (64, 128, 256)  # conv encoder widths (encoder mode)
+    # encoder mode: also add a patch embedding of the source image to every frame's tokens,
+    # so each patch sees the source's pixels at its own position (dropped with the identity)
+    identity_tokens: bool = False
     time_embed_period: float = 10.0  # seconds; longest period of the frame-time sinusoid
     scan_layers: bool = True  # scan stacked blocks (fast compile) vs a python loop
     remat_policy: str = "none"  # see remat.py: none | full | dots | dots_no_batch | ...
@@ -128,6 +131,11 @@ class SDiTConfig:
             raise ValueError(
                 "model.time_in_tokens: needs model.frame_time_condition=True "
                 "(set both to False for the DiT-parity path)"
+            )
+        if self.identity_tokens and self.identity != "encoder":
+            raise ValueError(
+                "model.identity_tokens: needs model.identity='encoder' (a source image), "
+                f"got {self.identity!r}"
             )
         check_remat_policy(self.remat_policy)
 

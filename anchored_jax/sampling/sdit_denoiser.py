@@ -57,11 +57,15 @@ def make_sdit_denoiser(
       identities' embeddings instead (w=0 is `identity`, w=1 is `identity_b`).
     cond_C: a dict with `times_SK`, `landmarks_SKLC` and `frame_mask_SK` for the chunk.
     """
+    source = identity
     if identity_mix is not None:
         identity_b, weight = identity_mix
         model.identity_embedder = MixedIdentityEmbedder(
             model.identity_embedder, identity, identity_b, weight
         )
+        # The embedder ignores its input now; what the model still reads of the source image
+        # itself (identity_tokens, a linear patch embedding) gets the same mix of the images.
+        source = (1.0 - weight) * identity + weight * identity_b
     branches = settings.guidance_branches
     n_branches = len(branches)
     # Condition drops per branch: (drop identity, drop landmarks).
@@ -75,7 +79,7 @@ def make_sdit_denoiser(
 
         drop_id_B = jnp.repeat(jnp.asarray([drops[b][0] for b in branches]), C)
         drop_lm_B = jnp.repeat(jnp.asarray([drops[b][1] for b in branches]), C)
-        identity_B = jnp.broadcast_to(identity, (C * n_branches,) + identity.shape)
+        identity_B = jnp.broadcast_to(source, (C * n_branches,) + source.shape)
         out_BKHWC = model(
             tile(x_CKHWC),
             tile(t_CK),

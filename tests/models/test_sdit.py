@@ -169,3 +169,23 @@ def test_bfloat16_compute_close_to_float32():
     assert out.dtype == np.float32 and np.all(np.isfinite(out))
     err = np.abs(out - ref).max() / np.abs(ref).max()
     assert err < 0.05, err
+
+
+def test_identity_tokens_carry_the_source_patch_by_patch_and_drop_with_it():
+    config = small_config(identity_tokens=True)
+    model = new_model(config)
+    inputs = make_inputs(config)
+    # Change only the top-left patch of the source image: with identity tokens, the first
+    # frame's top-left output patch changes more than it does through the global encoder.
+    patched = {**inputs, "identity": inputs["identity"].copy()}
+    patched["identity"][:, :2, :2] += 3.0
+    base, moved = run(model, inputs), run(model, patched)
+    assert np.abs(base - moved).max() > 1e-3
+    plain = new_model(small_config())  # no identity tokens: the source reaches adaLN only
+    change_plain = np.abs(run(plain, inputs) - run(plain, patched)).mean()
+    assert np.abs(base - moved).mean() > 1.5 * change_plain
+    # Dropping the identity also drops its tokens: the source image is then ignored.
+    drop = {"drop_identity_B": jnp.array([True, True])}
+    np.testing.assert_allclose(run(model, inputs, **drop), run(model, patched, **drop), atol=1e-6)
+    with pytest.raises(ValueError, match="model.identity_tokens: needs model.identity"):
+        small_config(identity_tokens=True, identity="embedding")
