@@ -10,7 +10,13 @@ Any knob can be overridden from the command line, e.g.
       --config.model.attention=factorized --config.data.sampler=loguniform_gaps
 
 The argument after the colon is the model size: tiny | S | B | L | XL (DiT's widths, depths and
-heads). tiny runs on pixels; S/B/L/XL are sized for 32x32x4 VAE latents (256px frames).
+heads). tiny runs on pixels; S/B/L/XL train on 32x32x4 VAE latents of 256px frames, read from a
+latent cache written once (docs/interop.md, "Training in latent space"):
+
+  python -m launch.cache_latents --vae /models/sd-vae-ft-mse --data.source=video_dir \
+      --data.root=/data/vox256 --out /data/vox256_latents
+  python -m launch.train --config configs/sdit.py:S --workdir runs/sdit_s \
+      --config.data.root=/data/vox256_latents --config.data.vae=/models/sd-vae-ft-mse
 """
 
 import ml_collections
@@ -41,11 +47,16 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # --- data: clips of K frames at random, non-uniform times -------------------------------
     config.data = data = ml_collections.ConfigDict()
     # synthetic (embedded procedural faces) | video_dir | frame_dir | tfds:NAME
-    # (e.g. tfds:face_videos/s256); see docs/real_data.md
-    data.source = "synthetic"
-    data.root = ""  # folder with train/ and test/ (video_dir, frame_dir); TFDS data_dir (tfds:)
+    # (e.g. tfds:face_videos/s256), see docs/real_data.md | latents (a latent cache)
+    data.source = "synthetic" if tiny else "latents"
+    # folder with train/ and test/ (video_dir, frame_dir); TFDS data_dir (tfds:); the cache
+    # folder (latents; no default: give --config.data.root)
+    data.root = ""
     data.verify_files = False  # decode every frame at start: slow, but bad files skipped up front
-    data.image_size = 32 if tiny else 256  # frame side in pixels; larger = sharper, slower
+    data.vae = ""  # latents: diffusers VAE folder to decode sample grids; "" = no grids
+    # frame side in pixels (latents: of the frames the cache was encoded from); larger =
+    # sharper, slower
+    data.image_size = 32 if tiny else 256
     data.clip_frames = 4 if tiny else 8  # K frames per clip; more = longer context, cost ~K^2
     data.fps = 25.0  # frame rate of the source videos; frame times are in seconds
     data.video_frames = 64  # frames per synthetic video
@@ -61,7 +72,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
 
     # --- model: the sequence-DiT -------------------------------------------------------------
     config.model = model = ml_collections.ConfigDict()
-    model.image_size = data.get_ref("image_size") if tiny else 32  # tokens come from this side
+    # side of what the model sees: the frames (pixels), or frames / 8 (the SD VAE's latents)
+    model.image_size = data.get_ref("image_size") if tiny else data.get_ref("image_size") // 8
     model.in_channels = 3 if tiny else 4  # 3 = pixels, 4 = VAE latents
     model.out_channels = 0  # 0 = same as input
     model.patch_size = 4 if tiny else 2  # smaller = more tokens, better detail, cost ~1/p^4

@@ -11,9 +11,15 @@ record is an `.npz` blob (read back with `allow_pickle=False`) holding:
 
 `LatentCacheSource` reads a cache back without tfds: it is a grain random-access source
 with the `VideoSource` interface, except that `read_frames` returns latents, not uint8.
+
+A cache folder (what `launch/cache_latents.py` writes and `data.source = "latents"` reads)
+holds one file per split, `<split>.array_record`, and `latent_cache.json` describing them
+(frame side, latent shape, the VAE and its scaling); the JSON is written last, so a folder
+with it is complete.
 """
 
 import io
+import json
 import os
 
 import grain
@@ -24,6 +30,37 @@ from tqdm import tqdm
 from data_pipelines.sources import VideoRecord, VideoSource
 
 WRITER_OPTIONS = "group_size:1"  # one record per chunk: random access costs one read
+CACHE_INFO = "latent_cache.json"
+
+
+def split_path(root: str, split: str) -> str:
+    """The cache file of one split inside a cache folder."""
+    return os.path.join(root, f"{split}.array_record")
+
+
+def write_cache_info(root: str, info: dict) -> str:
+    """Writes the folder's `latent_cache.json` atomically; returns its path."""
+    path = os.path.join(root, CACHE_INFO)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(info, f, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def read_cache_info(root: str) -> dict:
+    """The folder's `latent_cache.json`; a missing or unreadable one is one ValueError line."""
+    path = os.path.join(root, CACHE_INFO)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"data.root: {root!r} holds no latent cache ({CACHE_INFO} missing); "
+            "write one with python -m launch.cache_latents"
+        )
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable latent cache description ({e})") from None
 
 
 def _pack(arrays: dict) -> bytes:
@@ -32,8 +69,10 @@ def _pack(arrays: dict) -> bytes:
     return buffer.getvalue()
 
 
-def _unpack(blob: bytes):
-    return np.load(io.BytesIO(blob), allow_pickle=False)
+def _unpack(blob: bytes) -> dict[str, np.ndarray]:
+    # Read every array now, so a bad record fails here, where its file is known.
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
 
 
 def _encode_video(encode_fn, frames_THWC: np.ndarray, batch_frames: int) -> np.ndarray:
@@ -58,11 +97,13 @@ def write_latent_cache(
     batch_frames: int = 16,
     dtype: str = "float32",
     progress: bool = True,
+    desc: str | None = None,
 ) -> int:
     """Encodes every video of `source` into the ArrayRecord file `path`; returns the count.
 
     `encode_fn(frames_BKHWC in [-1, 1]) -> latents_BKhwC`, e.g.
     `functools.partial(autoencoder_kl.encode_frames, vae)` (posterior mean, scaled).
+    `desc` labels the progress bar (e.g. the split).
     """
     if batch_frames < 1:
         raise ValueError(f"batch_frames: expected a positive int, got {batch_frames}")
@@ -82,7 +123,9 @@ def write_latent_cache(
     writer = ArrayRecordWriter(os.path.abspath(path), WRITER_OPTIONS)
     count = 0
     try:
-        for record, frames in tqdm(videos, total=len(source), disable=not progress, unit="video"):
+        for record, frames in tqdm(
+            videos, total=len(source), disable=not progress, unit="video", desc=desc
+        ):
             latents = _encode_video(encode_fn, frames, batch_frames).astype(dtype)
             writer.write(
                 _pack(
@@ -137,7 +180,12 @@ class LatentCacheSource:
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"video_id {index} out of range for {len(self)} cached videos")
-        return _unpack(self._open().read([index])[0])
+        try:
+            return _unpack(self._open().read([index])[0])
+        except (OSError, ValueError) as e:  # Not an .npz record, or object arrays (pickles).
+            raise ValueError(
+                f"{self.path}: record {index} is not a latent-cache record ({e})"
+            ) from e
 
     def original_video_id(self, index: int) -> int:
         return int(self._record(index)["video_id"])

@@ -4,9 +4,12 @@
   video visit (sampler indices, frames, times, landmarks, identity frame) -> batch -> iterator
 
 `data.source` picks the videos: `synthetic` (procedural faces), `video_dir` (video files),
-`frame_dir` (FOMM/LIA frame folders) or `tfds:NAME` (an ArrayRecord TFDS dataset), the last
-three under `data.root`. A clip whose frames turn out undecodable is dropped with one warning
-line (never replaced by other frames), so a batch is always made of correct clips.
+`frame_dir` (FOMM/LIA frame folders), `tfds:NAME` (an ArrayRecord TFDS dataset) or `latents`
+(a latent cache written by `launch/cache_latents.py`), the last four under `data.root`. Pixel
+sources give frames in [-1, 1]; the latent source gives the cached, already scaled VAE latents
+unchanged (the identity frame too), and `check_model_fits_data` checks their shape against the
+model's. A clip whose frames turn out undecodable is dropped with one warning line (never
+replaced by other frames), so a batch is always made of correct clips.
 
 Everything random is seeded from `seed` (order) and `data.seed` (the synthetic world), and
 the clip randomness comes from grain's per-element generator, seeded by (seed, element
@@ -14,6 +17,8 @@ index): the same seed gives the same batches in any process layout of workers, a
 iterator's `get_state()` / `set_state()` resumes mid-epoch exactly.
 """
 
+import json
+import os
 from collections.abc import Sequence
 
 import grain
@@ -25,8 +30,9 @@ from data_pipelines.clip_sampling import SAMPLER_KINDS, clip_times, nonuniform_c
 from data_pipelines.sources import SyntheticFaceSource, VideoRecord, VideoSource
 from data_pipelines.video_decoding import BadVideoError
 
-SOURCES = ("synthetic", "video_dir", "frame_dir", "tfds:NAME")
+SOURCES = ("synthetic", "video_dir", "frame_dir", "latents", "tfds:NAME")
 TFDS_PREFIX = "tfds:"
+LATENT_SOURCE = "latents"
 IDENTITY_FRAMES = ("random", "first")
 BATCH_KEYS = (
     "video_BKHWC",
@@ -53,6 +59,7 @@ _INT_FIELDS = {  # field -> smallest allowed value
 OPTIONAL_FIELDS = {
     "root": "",  # folder with train/ and test/ (video_dir, frame_dir); TFDS data_dir for tfds:
     "verify_files": False,  # decode every frame once at start: slow, finds corrupt files early
+    "vae": "",  # latents only: diffusers VAE folder that decodes them (sample grids)
 }
 _FIELDS = (*_INT_FIELDS, "source", "fps", "sampler", "identity_frame")
 _MAX_IMAGE_SIZE = 256
@@ -86,8 +93,13 @@ def validate_data_config(data: ml_collections.ConfigDict) -> None:
         _fail("root", "a folder path (a string)", root)
     if source in ("video_dir", "frame_dir") and not root:
         _fail("root", f"the dataset folder (with train/ and test/) for source {source}", root)
+    if source == LATENT_SOURCE and not root:
+        _fail("root", "the latent cache folder (from python -m launch.cache_latents)", root)
     if not isinstance(data.get("verify_files", False), bool):
         _fail("verify_files", "True or False", data.verify_files)
+    vae = data.get("vae", OPTIONAL_FIELDS["vae"])
+    if not isinstance(vae, str) or (vae and source != LATENT_SOURCE):
+        _fail("vae", f"'' for source {source} (a VAE folder only decodes source latents)", vae)
     for field, lowest in _INT_FIELDS.items():
         value = data[field]
         highest = _MAX_IMAGE_SIZE if field == "image_size" else None
@@ -116,6 +128,8 @@ def make_source(data: ml_collections.ConfigDict, split: str) -> VideoSource:
     validate_data_config(data)
     root = data.get("root", OPTIONAL_FIELDS["root"])
     verify = data.get("verify_files", OPTIONAL_FIELDS["verify_files"])
+    if data.source == LATENT_SOURCE:
+        return _latent_source(data, split)
     if data.source != "synthetic":
         # Imported here so a synthetic run needs neither PyAV nor TFDS.
         if data.source == "video_dir":
@@ -149,10 +163,93 @@ def make_source(data: ml_collections.ConfigDict, split: str) -> VideoSource:
     )
 
 
+def _cache_info(data: ml_collections.ConfigDict) -> dict:
+    """The description of the latent cache at `data.root`, checked against `data.image_size`."""
+    from data_pipelines.latent_cache import read_cache_info
+
+    info = read_cache_info(data.root)
+    if data.image_size != info["image_size"]:
+        _fail(
+            "image_size",
+            f"the frame side the latent cache {data.root!r} was encoded from "
+            f"({info['image_size']} px)",
+            data.image_size,
+        )
+    return info
+
+
+def _latent_source(data: ml_collections.ConfigDict, split: str) -> VideoSource:
+    """One split of a latent cache, checked against the data config it is read with."""
+    from data_pipelines.latent_cache import LatentCacheSource, split_path
+
+    info = _cache_info(data)
+    if split not in info["splits"]:
+        raise ValueError(
+            f"data.root: the latent cache {data.root!r} has no {split!r} split "
+            f"(it has {sorted(info['splits'])}); write it with --splits"
+        )
+    shortest = info["splits"][split]["min_frames"]
+    if data.clip_frames > shortest:
+        _fail(
+            "clip_frames",
+            f"<= {shortest}: videos of the latent cache {data.root!r} may be that short "
+            "(rewrite it with this data.clip_frames)",
+            data.clip_frames,
+        )
+    path = split_path(data.root, split)
+    if not os.path.isfile(path):
+        raise ValueError(f"data.root: {path} is missing from the latent cache; write it again")
+    return LatentCacheSource(path)
+
+
+def check_model_fits_data(data: ml_collections.ConfigDict, model: ml_collections.ConfigDict):
+    """A latent source's cache must hold the model's input shape, and `data.vae` must be a VAE
+    with the cache's latent space; one ValueError line naming the field. Pixel sources are
+    checked against the model without I/O (`config_checks.validate_sdit_config`)."""
+    validate_data_config(data)
+    if data.source != LATENT_SOURCE:
+        return
+    info = _cache_info(data)  # data.image_size first: model.image_size may follow it
+    latent = f"the latent cache {data.root!r} holds"
+    if model.image_size != info["latent_size"]:
+        raise ValueError(
+            f"model.image_size: {latent} {info['latent_size']}x{info['latent_size']} latents, "
+            f"got {model.image_size}"
+        )
+    if model.in_channels != info["latent_channels"]:
+        raise ValueError(
+            f"model.in_channels: {latent} {info['latent_channels']}-channel latents, "
+            f"got {model.in_channels}"
+        )
+    vae = data.get("vae", OPTIONAL_FIELDS["vae"])
+    if vae:
+        _check_vae_matches(vae, info, data.root)
+
+
+def _check_vae_matches(vae: str, info: dict, root: str) -> None:
+    path = os.path.join(vae, "config.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"data.vae: {path} not found (expected a diffusers VAE folder)")
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"data.vae: {path} is not readable JSON ({e})") from None
+    # diffusers' defaults for keys a config.json may leave out.
+    found = (raw.get("latent_channels", 4), raw.get("scaling_factor", 0.18215))
+    cached = (info["latent_channels"], info["scaling_factor"])
+    if found[0] != cached[0] or not np.isclose(found[1], cached[1]):
+        raise ValueError(
+            f"data.vae: {vae} has {found[0]} latent channels and scaling factor {found[1]}, "
+            f"but the latent cache {root!r} was encoded with {cached[0]} and {cached[1]}"
+        )
+
+
 class ClipReader:
     """Turns one `VideoRecord` into one training clip: grain calls it with a seeded generator.
 
-    Only the clip's K frames and the identity frame are read from the source.
+    Only the clip's K frames and the identity frame are read from the source. Pixels become
+    [-1, 1]; latents are already the model's input and pass unchanged.
     """
 
     def __init__(self, source: VideoSource, data: ml_collections.ConfigDict):
@@ -162,6 +259,7 @@ class ClipReader:
         self.min_window = data.min_window
         self.max_window = data.max_window
         self.identity_frame = data.identity_frame
+        self.latents = data.source == LATENT_SOURCE
 
     def __call__(
         self, record: VideoRecord, rng: np.random.Generator
@@ -184,12 +282,16 @@ class ClipReader:
         except BadVideoError as e:
             logging.warning("dropping a clip of video %d: %s", record.video_id, e)
             return None  # grain skips it; the batch fills from the next clips.
-        pixels = frames.astype(np.float32) / 127.5 - 1.0
+        if self.latents:
+            values = frames.astype(np.float32)
+        else:
+            assert frames.dtype == np.uint8, f"pixel sources give uint8 frames, got {frames.dtype}"
+            values = frames.astype(np.float32) / 127.5 - 1.0
         return {
-            "video_KHWC": pixels[:-1],
+            "video_KHWC": values[:-1],
             "times_K": clip_times(indices_K, record.fps),
             "landmarks_KLC": record.landmarks_TLC[indices_K].astype(np.float32),
-            "identity_HWC": pixels[-1],
+            "identity_HWC": values[-1],
             "frame_indices_K": indices_K.astype(np.int32),
             "video_id": np.int32(record.video_id),
             "identity_id": np.int32(record.identity_id),

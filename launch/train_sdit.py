@@ -7,18 +7,19 @@ import ml_collections
 from absl import logging
 
 from anchored_jax.parallel.multihost import process_batch_size
-from anchored_jax.training.checkpointing import CheckpointMismatchError
+from anchored_jax.training.checkpointing import CheckpointMismatchError, CheckpointSaveError
 from anchored_jax.training.config_checks import (
     ensure_writable_workdir,
     validate_sdit_config,
 )
 from anchored_jax.training.trainer import NonFiniteTrainingError, train_and_evaluate
-from data_pipelines.pipeline import build_clip_dataset
+from data_pipelines.pipeline import build_clip_dataset, check_model_fits_data
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | None = None) -> dict:
     try:
         validate_sdit_config(config)
+        check_model_fits_data(config.data, config.model)  # a latent cache's shape vs the model
         workdir = ensure_writable_workdir(workdir)
         n_proc, proc = jax.process_count(), jax.process_index()
         local_batch = process_batch_size(config.training.batch_size)
@@ -46,7 +47,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | Non
             eval_batches=eval_batches,
             stop_at_step=stop_at_step,
         )
-    except (NonFiniteTrainingError, CheckpointMismatchError) as e:
+    except (NonFiniteTrainingError, CheckpointMismatchError, CheckpointSaveError) as e:
         sys.exit(f"error: {e}")
     logging.info("Finished: %s", summary)
     if "initial_eval_loss" in summary:

@@ -62,7 +62,14 @@ def validate_sdit_config(config: ml_collections.ConfigDict) -> SDiTConfig:
         f"data.clip_frames: K={data.clip_frames} is larger than "
         f"model.max_frames={model_config.max_frames}",
     )
-    if model_config.in_channels == 3:  # Pixel space: the model sees the frames themselves.
+    # Pixel sources: the model sees the frames themselves. A latent cache's shape is checked
+    # against the model where the cache is read (data_pipelines.pipeline.check_model_fits_data).
+    if data.source != "latents":
+        _expect(
+            model_config.in_channels == 3,
+            f"model.in_channels: data.source {data.source!r} gives 3-channel pixel frames, got "
+            f"{model_config.in_channels} (VAE latents are read with data.source='latents')",
+        )
         _expect(
             data.image_size == model_config.image_size,
             f"model.image_size: pixel models need data.image_size ({data.image_size}), "

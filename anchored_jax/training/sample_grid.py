@@ -1,6 +1,10 @@
 """Sample grids of held-out clips: the first row of each pair is the real clip, the second the
 model's reenactment of it, generated from the clip's clean first frame (the known anchor), its
 identity image, frame times and landmarks.
+
+Grids are pixels: a latent model's clips (real and generated) go through the decoder of
+`config.data.vae`; a latent run without one gets no grids (`make_sample_grid` returns None and
+says so in one log line) rather than latents shown as colours.
 """
 
 import os
@@ -8,13 +12,17 @@ from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+from absl import logging
 from einops import rearrange
 from flax import nnx
 from PIL import Image
 
 from anchored_jax.diffusion.schedules import Schedule
 from anchored_jax.sampling.denoise_loop import sample
+
+FrameDecoder = Callable[[np.ndarray], np.ndarray]  # model frames [B, K, h, w, C] -> pixels
 
 
 def make_clip_sampler(
@@ -72,3 +80,48 @@ def write_grid_png(grid_HWC: np.ndarray, path: str) -> None:
     tmp = path + ".tmp.png"
     Image.fromarray(grid_HWC).save(tmp)
     os.replace(tmp, path)
+
+
+def frame_decoder(config: ml_collections.ConfigDict) -> FrameDecoder | None:
+    """What turns the model's frames into [-1, 1] pixels: nothing for a pixel model, the
+    `data.vae` decoder for a latent one; None for a latent model without `data.vae`."""
+    vae_dir = config.data.get("vae", "")
+    if not vae_dir:
+        return (lambda frames: np.asarray(frames)) if config.model.in_channels == 3 else None
+    from anchored_jax.interop.diffusers_vae import load_diffusers_vae
+    from anchored_jax.models.autoencoder_kl import decode_frames
+
+    vae = load_diffusers_vae(vae_dir)
+    if vae.config.latent_channels != config.model.in_channels:
+        raise ValueError(
+            f"data.vae: {vae_dir} decodes {vae.config.latent_channels}-channel latents, the "
+            f"model has model.in_channels={config.model.in_channels}"
+        )
+    return lambda latents: np.asarray(decode_frames(vae, jnp.asarray(latents, jnp.float32)))
+
+
+def make_sample_grid(
+    config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, schedule: Schedule
+) -> Callable[[nnx.State, Mapping[str, np.ndarray], jax.Array], np.ndarray] | None:
+    """`params, batch, key -> uint8 grid` in pixels (see `clip_grid`), or None (logged) when a
+    latent model has no `data.vae` to show its clips with."""
+    to_pixels = frame_decoder(config)
+    if to_pixels is None:
+        logging.info(
+            "Sample grids off: this model reads %d-channel latents and data.vae (the diffusers "
+            "VAE folder that decodes them) is not set.",
+            config.model.in_channels,
+        )
+        return None
+    sample_clips = make_clip_sampler(
+        graphdef,
+        schedule,
+        prediction=config.diffusion.prediction,
+        num_steps=config.logging.sample_steps,
+    )
+
+    def grid(params, batch, key) -> np.ndarray:
+        generated = np.asarray(sample_clips(params, batch, key))
+        return clip_grid(to_pixels(batch["video_BKHWC"]), to_pixels(generated))
+
+    return grid

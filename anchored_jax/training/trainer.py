@@ -20,7 +20,7 @@ from clu import metric_writers, periodic_actions
 
 from anchored_jax.parallel.logical_sharding import use_rules
 from anchored_jax.training.checkpointing import RunCheckpoints
-from anchored_jax.training.sample_grid import clip_grid, make_clip_sampler, write_grid_png
+from anchored_jax.training.sample_grid import make_sample_grid, write_grid_png
 from anchored_jax.training.sdit_setup import build_model, make_sdit_setup
 from anchored_jax.training.train_state import param_count
 
@@ -121,12 +121,7 @@ def train_and_evaluate(
         writer.write_hparams({"num_params": n_params, **_flat_hparams(config)})
 
     train_step, eval_step = setup.train_step, setup.eval_step
-    sample_clips = make_clip_sampler(
-        setup.graphdef,
-        setup.schedule,
-        prediction=config.diffusion.prediction,
-        num_steps=config.logging.sample_steps,
-    )
+    sample_grid = make_sample_grid(config, setup.graphdef, setup.schedule)  # None: no decoder
     eval_batches = [setup.to_device(batch) for batch in eval_batches]
     root_key = jax.random.key(config.seed)
     train_key, eval_key, sample_key = jax.random.split(root_key, 3)
@@ -150,8 +145,9 @@ def train_and_evaluate(
         return metrics
 
     def write_samples(step: int) -> None:
-        generated = sample_clips(state.ema_params, sample_batch, sample_key)
-        grid = clip_grid(sample_batch["video_BKHWC"], np.asarray(generated))
+        if sample_grid is None:
+            return
+        grid = sample_grid(state.ema_params, sample_batch, sample_key)
         writer.write_images(step, {"samples": grid[None]})
         if is_main:
             write_grid_png(grid, os.path.join(workdir, "samples", f"step_{step:07d}.png"))

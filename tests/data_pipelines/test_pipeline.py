@@ -180,8 +180,8 @@ def test_worker_processes_give_the_in_process_batches():
     [
         (
             dict(source="videos"),
-            "data.source: expected one of ['synthetic', 'video_dir', 'frame_dir', 'tfds:NAME'], "
-            "got 'videos'",
+            "data.source: expected one of ['synthetic', 'video_dir', 'frame_dir', 'latents', "
+            "'tfds:NAME'], got 'videos'",
         ),
         (
             dict(sampler="x"),
