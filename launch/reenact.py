@@ -13,6 +13,9 @@ r"""Reenactment: animates one source image with a driving landmark sequence, as 
   `--fps`), or `synthetic:<id>`, a held-out synthetic video (identities and motions never seen
   in training).
 
+A model that denoises VAE latents (S/B/L/XL) encodes the source and decodes its video with
+`--vae` (a diffusers folder), by default the run's `data.vae`.
+
 The source is the known anchor, frame 0 of the output; frame t is driven by landmarks t. Writes
 `--out` (the generated video) and `<out>_side_by_side.mp4` (source | driving landmarks | output)
 plus a PNG grid of 8 evenly spaced frames.
@@ -32,6 +35,7 @@ from absl import app, flags  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from anchored_jax.diffusion.schedules import make_schedule  # noqa: E402
+from anchored_jax.sampling.frame_codec import frame_codec  # noqa: E402
 from anchored_jax.sampling.sampler_settings import SamplerSettings  # noqa: E402
 from anchored_jax.sampling.segment_plan import PLAN_KINDS, plan_segments  # noqa: E402
 from anchored_jax.sampling.video_generation import generate_video, sampler_mesh  # noqa: E402
@@ -89,7 +93,7 @@ def to_unit_range(frames_uint8: np.ndarray) -> np.ndarray:
 
 def load_source_image(spec: str, config) -> np.ndarray:
     """The source as float32 `[H, W, 3]` in [-1, 1], checked against the model's frame size."""
-    size = config.model.image_size
+    size = config.data.image_size  # in pixels, also for a model that denoises latents
     if spec.startswith(SYNTHETIC_PREFIX):
         video_id = _synthetic_id(spec, "--source")
         return to_unit_range(held_out_video(config, video_id, 1).read_frames(video_id, [0])[0])
@@ -206,10 +210,21 @@ def reenact(
     seed: int = 0,
     display: int = 128,
     devices: int = 0,
+    vae: str = "",
     loaded=None,
 ) -> dict:
-    """Runs one reenactment end to end; returns the written paths and timings."""
+    """Runs one reenactment end to end; returns the written paths and timings.
+
+    A latent model denoises latents: the source is encoded and the video decoded with the
+    autoencoder of `vae` (a diffusers folder), or of the run's `data.vae`.
+    """
     config, graphdef, params = loaded or load_sdit_for_inference(checkpoint)
+    codec = frame_codec(config, vae)
+    if codec is None:
+        raise ReenactError(
+            f"--vae: the model denoises {config.model.in_channels}-channel latents; give the "
+            "diffusers VAE folder they were encoded with (or set data.vae in the run's config)"
+        )
     settings = settings or SamplerSettings()
     landmarks_TLC, fps, real_THWC = load_driving(driving, config, frames, fps)
     if source is None:
@@ -225,17 +240,19 @@ def reenact(
     schedule = make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
     total = plan.num_segments if settings.method == "autoregressive" else settings.num_steps
     bar, tick = progress_bar(total, f"{settings.method} T={T} S={plan.num_segments}")
+    source_model = codec.encode(source_HWC)  # the source in the space the model denoises
     start = time.perf_counter()
     try:
         video_THWC, _ = generate_video(
             graphdef, params, schedule,
             prediction=config.diffusion.prediction, plan=plan, landmarks_TLC=landmarks_TLC,
-            frame_times_T=np.arange(T) / fps, identity=source_HWC, source_HWC=source_HWC,
+            frame_times_T=np.arange(T) / fps, identity=source_model, source_HWC=source_model,
             settings=settings, key=jax.random.key(seed), progress=tick,
             mesh=sampler_mesh(devices, plan.num_segments),
         )  # fmt: skip
     finally:
         bar.close()
+    video_THWC = codec.decode(video_THWC)
     seconds = time.perf_counter() - start
     paths = write_outputs(out, video_THWC, source_HWC, landmarks_TLC, fps, display, real_THWC)
     return dict(paths=paths, seconds=seconds, frames=T, video=video_THWC, real=real_THWC)
@@ -260,6 +277,7 @@ def define_flags() -> None:
     )
     flags.DEFINE_integer("chunk_size", 32, "Segments denoised at once per device (memory bound).")
     flags.DEFINE_integer("devices", 0, "Local devices to split the segments over; 0 = all.")
+    flags.DEFINE_string("vae", "", "Latent models: the diffusers VAE folder (default data.vae).")
     flags.DEFINE_float(
         "max_anchor_gap", 0.0, "Seconds; >0 moves far segments closer to the anchor in time."
     )
@@ -293,7 +311,7 @@ def main(argv):
             FLAGS.checkpoint, FLAGS.driving, FLAGS.out, source=FLAGS.source,
             frames=FLAGS.frames, fps=FLAGS.fps, plan_kind=FLAGS.plan,
             settings=settings_from_flags(), seed=FLAGS.seed, display=FLAGS.display_size,
-            devices=FLAGS.devices,
+            devices=FLAGS.devices, vae=FLAGS.vae,
         )  # fmt: skip
     except ValueError as e:  # ReenactError, InferenceCheckpointError, landmark-file errors.
         sys.exit(f"error: {e}")

@@ -21,6 +21,7 @@ from PIL import Image
 
 from anchored_jax.diffusion.schedules import Schedule
 from anchored_jax.sampling.denoise_loop import sample
+from anchored_jax.sampling.frame_codec import frame_codec
 
 FrameDecoder = Callable[[np.ndarray], np.ndarray]  # model frames [B, K, h, w, C] -> pixels
 
@@ -85,19 +86,8 @@ def write_grid_png(grid_HWC: np.ndarray, path: str) -> None:
 def frame_decoder(config: ml_collections.ConfigDict) -> FrameDecoder | None:
     """What turns the model's frames into [-1, 1] pixels: nothing for a pixel model, the
     `data.vae` decoder for a latent one; None for a latent model without `data.vae`."""
-    vae_dir = config.data.get("vae", "")
-    if not vae_dir:
-        return (lambda frames: np.asarray(frames)) if config.model.in_channels == 3 else None
-    from anchored_jax.interop.diffusers_vae import load_diffusers_vae
-    from anchored_jax.models.autoencoder_kl import decode_frames
-
-    vae = load_diffusers_vae(vae_dir)
-    if vae.config.latent_channels != config.model.in_channels:
-        raise ValueError(
-            f"data.vae: {vae_dir} decodes {vae.config.latent_channels}-channel latents, the "
-            f"model has model.in_channels={config.model.in_channels}"
-        )
-    return lambda latents: np.asarray(decode_frames(vae, jnp.asarray(latents, jnp.float32)))
+    codec = frame_codec(config)
+    return None if codec is None else codec.decode
 
 
 def make_sample_grid(

@@ -262,3 +262,25 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path, vae_dir, overrides,
         lambda: cache_latents(pixel_data(**overrides), folder, str(tmp_path / "out")), expected
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_reenacting_with_a_latent_model_encodes_the_source_and_decodes_the_video(
+    trained, vae_dir, tmp_path
+):
+    from anchored_jax.sampling.sampler_settings import SamplerSettings
+    from launch.reenact import ReenactError, reenact
+
+    workdir, _ = trained
+    kw = dict(frames=5, settings=SamplerSettings(num_steps=2), display=32)
+    out = str(tmp_path / "latent.mp4")
+    with pytest.raises(ReenactError, match="--vae: the model denoises 4-channel latents"):
+        reenact(workdir, "synthetic:0", out, **kw)
+    result = reenact(workdir, "synthetic:0", out, vae=vae_dir, **kw)
+    video, real = result["video"], result["real"]
+    assert video.shape == (5, 64, 64, 3) and real.shape == (5, 64, 64, 3)
+    # Frame 0 is the known anchor: the source (real frame 0) through the autoencoder and back.
+    vae = load_diffusers_vae(vae_dir)
+    round_trip = np.asarray(decode_frames(vae, encode_frames(vae, real[None, :1])))[0, 0]
+    np.testing.assert_allclose(video[0], round_trip, rtol=1e-4, atol=1e-5)
+    assert np.abs(video[1:] - video[0]).mean() > 1e-3  # the other frames are generated
+    assert os.path.isfile(out)
