@@ -31,7 +31,7 @@ from anchored_jax.evaluation.consistency_study import (  # noqa: E402
 from anchored_jax.evaluation.line_plot import write_line_plot  # noqa: E402
 from anchored_jax.sampling.sampler_settings import METHODS, SamplerSettings  # noqa: E402
 from anchored_jax.sampling.segment_plan import PLAN_KINDS, plan_segments  # noqa: E402
-from anchored_jax.sampling.video_generation import generate_video  # noqa: E402
+from anchored_jax.sampling.video_generation import generate_video, training_window_s  # noqa: E402
 from anchored_jax.training.inference_checkpoint import load_sdit_for_inference  # noqa: E402
 from launch.reenact import held_out_video, progress_bar, to_unit_range, write_outputs  # noqa: E402
 
@@ -53,6 +53,8 @@ def run_study(
 ) -> dict:
     """Generates every clip with every method, scores them and writes the study's files."""
     config, graphdef, params = loaded or load_sdit_for_inference(checkpoint)
+    if max_anchor_gap_s < 0:  # auto: the run's training window
+        max_anchor_gap_s = training_window_s(config)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"--methods: expected a subset of {list(METHODS)}, got {unknown}")
@@ -141,7 +143,11 @@ def define_flags() -> None:
     flags.DEFINE_integer("steps", 20, "DDIM steps.")
     flags.DEFINE_integer("chunk_size", 32, "Segments denoised at once.")
     flags.DEFINE_integer("seed", 0, "Noise seed (the same for every method).")
-    flags.DEFINE_float("max_anchor_gap", 0.0, "Seconds; >0 moves far segments closer in time.")
+    flags.DEFINE_float(
+        "max_anchor_gap",
+        -1.0,
+        "Seconds; >0 caps the anchor gap; 0 = true times; -1 = the run's training window.",
+    )
     flags.DEFINE_string("out_dir", "consistency", "Where results and plots go.")
 
 

@@ -23,6 +23,7 @@ plus a PNG grid of 8 evenly spaced frames.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -38,7 +39,11 @@ from anchored_jax.diffusion.schedules import make_schedule  # noqa: E402
 from anchored_jax.sampling.frame_codec import frame_codec  # noqa: E402
 from anchored_jax.sampling.sampler_settings import SamplerSettings  # noqa: E402
 from anchored_jax.sampling.segment_plan import PLAN_KINDS, plan_segments  # noqa: E402
-from anchored_jax.sampling.video_generation import generate_video, sampler_mesh  # noqa: E402
+from anchored_jax.sampling.video_generation import (  # noqa: E402
+    generate_video,
+    sampler_mesh,
+    training_window_s,
+)
 from anchored_jax.training.inference_checkpoint import load_sdit_for_inference  # noqa: E402
 from data_pipelines.landmark_files import load_landmarks  # noqa: E402
 from data_pipelines.sources import SyntheticFaceSource  # noqa: E402
@@ -211,21 +216,25 @@ def reenact(
     display: int = 128,
     devices: int = 0,
     vae: str = "",
+    auto_anchor_gap: bool = False,
     loaded=None,
 ) -> dict:
     """Runs one reenactment end to end; returns the written paths and timings.
 
     A latent model denoises latents: the source is encoded and the video decoded with the
     autoencoder of `vae` (a diffusers folder), or of the run's `data.vae`.
+    auto_anchor_gap: cap the anchor gap at the run's training window (`training_window_s`).
     """
     config, graphdef, params = loaded or load_sdit_for_inference(checkpoint)
+    settings = settings or SamplerSettings()
+    if auto_anchor_gap:
+        settings = dataclasses.replace(settings, max_anchor_gap_s=training_window_s(config))
     codec = frame_codec(config, vae)
     if codec is None:
         raise ReenactError(
             f"--vae: the model denoises {config.model.in_channels}-channel latents; give the "
             "diffusers VAE folder they were encoded with (or set data.vae in the run's config)"
         )
-    settings = settings or SamplerSettings()
     landmarks_TLC, fps, real_THWC = load_driving(driving, config, frames, fps)
     if source is None:
         if real_THWC is None:
@@ -279,7 +288,10 @@ def define_flags() -> None:
     flags.DEFINE_integer("devices", 0, "Local devices to split the segments over; 0 = all.")
     flags.DEFINE_string("vae", "", "Latent models: the diffusers VAE folder (default data.vae).")
     flags.DEFINE_float(
-        "max_anchor_gap", 0.0, "Seconds; >0 moves far segments closer to the anchor in time."
+        "max_anchor_gap",
+        -1.0,
+        "Seconds; >0 moves far segments closer to the anchor in time; 0 = true times; "
+        "-1 = the run's training window, (data.max_window - 1) / data.fps.",
     )
     flags.DEFINE_integer("seed", 0, "Noise seed; the same seed gives the same video.")
     flags.DEFINE_string("out", "reenact.mp4", "Output mp4 path.")
@@ -297,7 +309,7 @@ def settings_from_flags() -> SamplerSettings:
         identity_scale=identity_scale,
         landmark_scale=landmark_scale,
         chunk_size=FLAGS.chunk_size,
-        max_anchor_gap_s=FLAGS.max_anchor_gap,
+        max_anchor_gap_s=max(FLAGS.max_anchor_gap, 0.0),
     )
 
 
@@ -311,7 +323,7 @@ def main(argv):
             FLAGS.checkpoint, FLAGS.driving, FLAGS.out, source=FLAGS.source,
             frames=FLAGS.frames, fps=FLAGS.fps, plan_kind=FLAGS.plan,
             settings=settings_from_flags(), seed=FLAGS.seed, display=FLAGS.display_size,
-            devices=FLAGS.devices, vae=FLAGS.vae,
+            devices=FLAGS.devices, vae=FLAGS.vae, auto_anchor_gap=FLAGS.max_anchor_gap < 0,
         )  # fmt: skip
     except ValueError as e:  # ReenactError, InferenceCheckpointError, landmark-file errors.
         sys.exit(f"error: {e}")

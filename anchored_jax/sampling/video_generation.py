@@ -104,6 +104,15 @@ def gather_segment_inputs(
     )
 
 
+def training_window_s(config) -> float:
+    """The longest anchor-to-frame time a run's training clips had: `(max_window - 1) / fps`.
+
+    The launchers' default `max_anchor_gap_s` ("auto"), so a model is never asked about
+    frame times further from the anchor than it was trained on.
+    """
+    return (config.data.max_window - 1) / config.data.fps
+
+
 def compress_anchor_gaps(times_SK: np.ndarray, max_gap_s: float) -> np.ndarray:
     """Moves each segment's frames (slots 1..K-1) towards slot 0 until the furthest is at most
     `max_gap_s` away, keeping their own spacing and never closer than their smallest gap.

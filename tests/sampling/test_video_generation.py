@@ -125,3 +125,17 @@ def test_compress_anchor_gaps_keeps_spacing_and_sign():
     # A segment wider than the limit still keeps its spacing and stays one gap from slot 0.
     wide = compress_anchor_gaps(np.array([[0, 5.0, 7.0, 9.0]]), 1.0)
     np.testing.assert_allclose(wide, [[0, 2.0, 4.0, 6.0]], atol=1e-12)
+
+
+def test_the_auto_anchor_gap_is_the_training_window():
+    from anchored_jax.sampling.video_generation import training_window_s
+    from configs import sdit
+
+    config = sdit.get_config("tiny")
+    config.data.max_window, config.data.fps = 32, 25.0
+    assert training_window_s(config) == pytest.approx(31 / 25.0)
+    # Frames 10 s from the anchor come back inside the window, keeping their own spacing.
+    times_SK = np.array([[0.0, 10.0, 10.04, 10.2]])
+    out = compress_anchor_gaps(times_SK, training_window_s(config))
+    assert out[0, -1] == pytest.approx(31 / 25.0)
+    np.testing.assert_allclose(np.diff(out[0, 1:]), np.diff(times_SK[0, 1:]), atol=1e-9)
