@@ -95,7 +95,12 @@ def load_landmarks(path: str | os.PathLike) -> LandmarkTrack:
                 f"{path}: expected keys {list(_KEYS)}, missing {missing} "
                 f"(found {sorted(npz.files)})"
             )
-        landmarks_TLC, fps_array, layout_array = (npz[k] for k in _KEYS)
+        try:
+            landmarks_TLC, fps_array, layout_array = (npz[k] for k in _KEYS)
+        except (OSError, EOFError, ValueError) as e:  # Truncated, or object arrays (pickles).
+            raise ValueError(
+                f"{path}: expected a landmark .npz file, could not read it ({e})"
+            ) from e
     if fps_array.shape != () or not np.issubdtype(fps_array.dtype, np.number):
         raise ValueError(f"{path}: expected a numeric scalar 'fps', got {fps_array!r}")
     if layout_array.shape != () or layout_array.dtype.kind != "U":

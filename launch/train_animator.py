@@ -55,8 +55,9 @@ def load_vgg_params(path: str):
 
     from anchored_jax.interop.lia_import import read_state_dict
 
+    state_dict = read_state_dict(path)  # first: a bad file fails before VGG19 is built
     vgg = Vgg19Features(rngs=nnx.Rngs(0))
-    load_vgg19_state_dict(vgg, read_state_dict(path))
+    load_vgg19_state_dict(vgg, state_dict)
     return nnx.state(vgg, nnx.Param)
 
 

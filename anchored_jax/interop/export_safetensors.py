@@ -71,11 +71,14 @@ def save_safetensors(
 
 def load_safetensors(path: str) -> tuple[ml_collections.ConfigDict, nnx.GraphDef, nnx.State]:
     """`(config, graphdef, params)` from a file written by `save_safetensors`."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(path, framework="numpy") as f:
-        metadata = f.metadata() or {}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    try:
+        with safe_open(path, framework="numpy") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except SafetensorError as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
     if metadata.get("format") != FORMAT_TAG:
         raise ValueError(
             f"{path}: metadata format is {metadata.get('format')!r}, expected {FORMAT_TAG!r}"

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from anchored_jax.interop.weight_files import read_safetensors, read_torch_weights_only
 from anchored_jax.models.leo_animator_config import AnimatorConfig
 from anchored_jax.models.leo_generator import LeoGenerator
 from anchored_jax.models.leo_stylegan_layers import ConvLayer, EqualLinear, StyledConv, ToRGB
@@ -39,21 +40,16 @@ def read_state_dict(path: str, entry: str | None = None) -> dict[str, np.ndarray
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file")
     if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
-
-        tensors = load_file(path)
+        tensors = read_safetensors(path)
     elif path.endswith((".pt", ".pth", ".ckpt")):
         try:
-            import torch
+            import torch  # noqa: F401
         except ImportError:
             raise ValueError(
                 f"{path}: reading torch files needs torch (pip install torch), or convert "
                 "the state dict to .safetensors"
             ) from None
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises UnpicklingError and friends
-            raise ValueError(f"{path}: not a weights-only torch checkpoint ({e})") from None
+        loaded = read_torch_weights_only(path)
         if entry is not None:
             if not isinstance(loaded, Mapping) or entry not in loaded:
                 raise ValueError(f"{path}: expected a checkpoint with a {entry!r} entry")

@@ -56,7 +56,18 @@ def check_layout(
     raise WeightLayoutError(f"{source}: does not match the model; " + "; ".join(parts))
 
 
-def _torch_state_dict(path: str) -> dict:
+def _refusal_reason(error: Exception) -> str:
+    """The line of torch's long weights-only message that says what it refused."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            reason = line.split("WeightsUnpickler error:", 1)[1].strip()
+            return reason or (lines[i + 1] if i + 1 < len(lines) else line)
+    return lines[0] if lines else type(error).__name__
+
+
+def read_torch_weights_only(path: str):
+    """`torch.load(weights_only=True)`: tensors and plain containers, never pickled code."""
     try:
         import torch
     except ImportError as e:
@@ -65,14 +76,23 @@ def _torch_state_dict(path: str) -> dict:
             "a .safetensors file needs only numpy"
         ) from e
     try:
-        # weights_only=True: tensors and plain containers only, never arbitrary objects.
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError and others for non-tensor content
         raise ValueError(
             f"{path}: not a plain tensor checkpoint (torch.load with weights_only=True "
-            f"refused it: {str(e).splitlines()[0]})"
+            f"refused it: {_refusal_reason(e)})"
         ) from e
-    return loaded
+
+
+def read_safetensors(path: str) -> dict[str, np.ndarray]:
+    """A `.safetensors` file as numpy arrays; anything else is one ValueError naming it."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(path)
+    except SafetensorError as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
 
 
 def load_weight_file(path: str, *, prefer_key: str | None = None) -> dict[str, np.ndarray]:
@@ -84,11 +104,9 @@ def load_weight_file(path: str, *, prefer_key: str | None = None) -> dict[str, n
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: weight file not found")
     if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
-
-        tensors = load_file(path)
+        tensors = read_safetensors(path)
     elif path.endswith((".pt", ".pth", ".bin", ".ckpt")):
-        loaded = _torch_state_dict(path)
+        loaded = read_torch_weights_only(path)
         if isinstance(loaded, dict) and prefer_key is not None and prefer_key in loaded:
             loaded = loaded[prefer_key]
         if not isinstance(loaded, dict):

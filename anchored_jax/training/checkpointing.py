@@ -3,7 +3,8 @@
 The three are separate items of one `CheckpointManager` step, so a run can be inspected or
 exported without the data pipeline. Orbax writes each step into a temporary directory and
 renames it into place when every item is complete, so an interrupted save never leaves a
-half-valid checkpoint behind; `latest_step` only ever sees finished ones.
+half-valid checkpoint behind; `latest_step` only ever sees finished ones. A save that fails
+(a full disk) raises one `CheckpointSaveError` line naming the step and the newest intact one.
 """
 
 import json
@@ -20,6 +21,10 @@ CHECKPOINT_SUBDIR = "checkpoints"
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint whose arrays do not fit the model being restored; lists the differences."""
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (e.g. a full disk); the previous ones are intact."""
 
 
 def _path_name(path) -> str:
@@ -74,6 +79,7 @@ class RunCheckpoints:
                 config=ocp.JsonCheckpointHandler(),
             ),
         )
+        self._writing: int | None = None  # the step an asynchronous save is still writing
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -91,7 +97,12 @@ class RunCheckpoints:
         )
         if data_iter is not None:
             items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
-        return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+        self.wait_until_finished()  # orbax would wait too; here a failure names its own step
+        self._writing = step
+        try:
+            return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+        except Exception as e:
+            raise self._save_error(step, e) from e
 
     def restore(
         self,
@@ -122,10 +133,40 @@ class RunCheckpoints:
         return restored["config"]
 
     def wait_until_finished(self) -> None:
-        self._manager.wait_until_finished()
+        """Blocks until the background write is done; a failed one raises CheckpointSaveError."""
+        step, self._writing = self._writing, None
+        try:
+            self._manager.wait_until_finished()
+        except Exception as e:
+            raise self._save_error(step, e) from e
+
+    def _save_error(self, step: int | None, error: Exception) -> CheckpointSaveError:
+        latest = self._manager.latest_step()
+        intact = f"the latest complete checkpoint is step {latest}"
+        if latest is None:
+            intact = "no checkpoint is complete yet"
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return CheckpointSaveError(
+            f"{self.directory}: writing step {step} failed ({reason}); {intact}"
+        )
 
     def close(self) -> None:
-        self._manager.close()
+        step, self._writing = self._writing, None
+        try:
+            self._manager.close()  # also waits for a write still in flight
+        except Exception as e:
+            raise self._save_error(step, e) from e
+
+
+def write_run_config(workdir: str, config: ml_collections.ConfigDict) -> str:
+    """Writes `<workdir>/config.json` atomically (a temporary file, then a rename), so a kill
+    at any moment leaves either the old file or the new one, never a truncated one."""
+    path = os.path.join(workdir, "config.json")
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    os.replace(tmp, path)
+    return path
 
 
 def abstract_like(tree: Any) -> Any:

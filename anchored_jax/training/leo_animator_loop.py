@@ -19,7 +19,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from einops import rearrange
 
-from anchored_jax.training.checkpointing import RunCheckpoints
+from anchored_jax.training.checkpointing import RunCheckpoints, write_run_config
 from anchored_jax.training.leo_animator_step import (
     AnimatorState,
     init_animator,
@@ -74,8 +74,7 @@ def train_animator(
     # ------------------------------------------------------------------ writers
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
     if is_main:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        write_run_config(workdir, config)
 
     # ------------------------------------------------------------------ models and optimisers
     gen_tx, disc_tx = make_optimizers(config.training)

@@ -19,7 +19,7 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 
 from anchored_jax.parallel.logical_sharding import use_rules
-from anchored_jax.training.checkpointing import RunCheckpoints
+from anchored_jax.training.checkpointing import RunCheckpoints, write_run_config
 from anchored_jax.training.sample_grid import make_sample_grid, write_grid_png
 from anchored_jax.training.sdit_setup import build_model, make_sdit_setup
 from anchored_jax.training.train_state import param_count
@@ -94,8 +94,7 @@ def train_and_evaluate(
     # ------------------------------------------------------------------ writers
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
     if is_main:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        write_run_config(workdir, config)
 
     # ------------------------------------------------------------------ mesh, model, steps
     setup = make_sdit_setup(config)
