@@ -84,6 +84,12 @@ class RunCheckpoints:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def reached_preemption(self, step: int) -> bool:
+        """Whether this is the step every host stops at after a preemption notice (JAX's
+        preemption sync service, started by `jax.distributed.initialize`; a single process
+        without it relies on the SIGTERM flag alone)."""
+        return self._manager.reached_preemption(step)
+
     def save(
         self,
         step: int,

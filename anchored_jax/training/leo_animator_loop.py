@@ -150,10 +150,10 @@ def train_animator(
                     raise FloatingPointError(f"train loss is {means['loss']} at step {step}")
             if step % config.logging.eval_every_steps == 0 or step == num_steps:
                 last_eval = run_eval(step)
-            stopping = preemption.requested or step == end_step
-            if step % config.checkpoint.every_steps == 0 or stopping:
+            preempted = preemption.stop_at(step, checkpoints)
+            if step % config.checkpoint.every_steps == 0 or preempted or step == end_step:
                 checkpoints.save(step, state, train_iter, config)
-            if preemption.requested:
+            if preempted:
                 break
     checkpoints.wait_until_finished()
     checkpoints.close()

@@ -145,9 +145,10 @@ def train_lmdm(
                 last_loss = mean_loss
                 writer.write_scalars(step, {"train_loss": mean_loss})
                 losses = []
-            if step % config.checkpoint.every_steps == 0 or step == end or preempted.requested:
+            stop = preempted.stop_at(step, checkpoints)
+            if step % config.checkpoint.every_steps == 0 or step == end or stop:
                 checkpoints.save(step, state, train_iter, config)
-            if preempted.requested:
+            if stop:
                 break
     checkpoints.wait_until_finished()
     checkpoints.close()

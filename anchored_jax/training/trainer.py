@@ -61,6 +61,11 @@ class PreemptionFlag:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
 
+    def stop_at(self, step: int, checkpoints: RunCheckpoints) -> bool:
+        """Whether to save and stop after `step`: a local SIGTERM, or (multi-host) the step
+        every host agreed on after a preemption notice reached any of them."""
+        return self.requested or checkpoints.reached_preemption(step)
+
 
 def evaluate(eval_step, params, eval_batches, key) -> dict[str, float]:
     """Mean held-out metrics over the fixed batches, with the same keys at every evaluation."""
@@ -189,10 +194,11 @@ def train_and_evaluate(
                 last_eval = run_eval(step)
             if step % config.logging.sample_every_steps == 0 or step == num_steps:
                 write_samples(step)
-            stopping = preemption.requested or step == end_step
+            preempted = preemption.stop_at(step, checkpoints)
+            stopping = preempted or step == end_step
             if step % config.checkpoint.every_steps == 0 or stopping:
                 checkpoints.save(step, state, train_iter, config)
-            if preemption.requested:
+            if preempted:
                 break
     checkpoints.wait_until_finished()
     checkpoints.close()
