@@ -153,6 +153,49 @@ class FrameTimeEmbedder(nnx.Module):
         return self.mlp(frame_time_features(times_BK, self.max_period))
 
 
+def rasterise_landmarks(landmarks_BKLC: jax.Array, size: int, sigma_px: float = 1.0) -> jax.Array:
+    """Landmarks drawn on a `size x size` map: a Gaussian of `sigma_px` pixels at each point's
+    (x, y) in [0, 1] image coordinates, summed over points. Returns `[B, K, size, size, 1]`.
+
+    Separable: the map is `sum_l g_y(l) g_x(l)^T`, one small einsum, differentiable in the
+    coordinates.
+    """
+    centres = (jnp.arange(size, dtype=jnp.float32) + 0.5) / size
+    xy_BKL2 = landmarks_BKLC[..., :2].astype(jnp.float32)
+
+    def profile(coord_BKL):
+        d = (centres - coord_BKL[..., None]) * (size / sigma_px)
+        return jnp.exp(-0.5 * d * d)
+
+    gx_BKLW, gy_BKLH = profile(xy_BKL2[..., 0]), profile(xy_BKL2[..., 1])
+    return jnp.einsum("bklh,bklw->bkhw", gy_BKLH, gx_BKLW)[..., None]
+
+
+class LandmarkMapEmbedder(nnx.Module):
+    """Driving landmarks as per-patch tokens: the frame's landmark map (`rasterise_landmarks`
+    at the model's resolution), patchified and projected like the frames themselves."""
+
+    def __init__(self, config, *, dtype, param_dtype, rngs: nnx.Rngs):
+        self.size = config.image_size
+        self.patch_size = config.patch_size
+        self.proj = Dense(
+            config.patch_size**2,
+            config.width,
+            ("patch", "embed"),
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+
+    def __call__(self, landmarks_BKLC: jax.Array) -> jax.Array:
+        p = self.patch_size
+        map_BKHW1 = rasterise_landmarks(landmarks_BKLC, self.size)
+        patches_BKNP = einops.rearrange(
+            map_BKHW1, "b k (h p1) (w p2) c -> b k (h w) (p1 p2 c)", p1=p, p2=p
+        )
+        return self.proj(patches_BKNP)
+
+
 class LandmarkEmbedder(nnx.Module):
     """Driving landmarks of each frame -> D (see `normalise_landmarks`)."""
 

@@ -5,7 +5,9 @@ vector `c_BKD = t_emb + frame_time_emb + landmark_emb + identity_emb`, which dri
 adaLN-Zero blocks; identity and landmarks can be swapped for learned nulls (condition
 dropout in training, classifier-free guidance at sampling). With `identity_tokens`, the
 source image's patch embedding is also added to every frame's tokens, position by position,
-so copying what does not move is one addition away. The trunk (patch embed,
+so copying what does not move is one addition away; with `landmark_tokens`, each frame's
+landmark map is added the same way, so every patch sees where the driving landmarks are. The
+trunk (patch embed,
 timestep embedder, blocks, final layer) is DiT's; see DESIGN.md, section "sDiT".
 
 The DiT-parity path: `identity="class_label"` (DiT's class table, whose extra row is the
@@ -23,6 +25,7 @@ from anchored_jax.models.embeddings import (
     COND_MLP_INIT,
     FrameTimeEmbedder,
     LandmarkEmbedder,
+    LandmarkMapEmbedder,
     PatchEmbed,
     TimestepEmbedder,
     sincos_2d_positions,
@@ -44,6 +47,7 @@ CONDITIONING_ATTRS = (
     "landmark_embedder",
     "identity_embedder",
     "identity_patch_embed",
+    "landmark_map_embedder",
     "null_identity",
     "null_landmarks",
 )
@@ -82,6 +86,9 @@ class SDiT(nnx.Module):
         )
         self.landmark_embedder = (
             LandmarkEmbedder(config, **kw) if config.landmark_condition else None
+        )
+        self.landmark_map_embedder = (
+            LandmarkMapEmbedder(config, **kw) if config.landmark_tokens else None
         )
         identity_cls = {
             "encoder": IdentityEncoder,
@@ -251,6 +258,12 @@ class SDiT(nnx.Module):
                 keep_B = ~jnp.asarray(drop_identity_B, bool)
                 source_BND = source_BND * keep_B[:, None, None].astype(source_BND.dtype)
             tokens_BKND = tokens_BKND + source_BND[:, None]
+        if self.landmark_map_embedder is not None:
+            map_BKND = self.landmark_map_embedder(landmarks_BKLC)
+            if drop_landmarks_B is not None:
+                keep_B = ~jnp.asarray(drop_landmarks_B, bool)
+                map_BKND = map_BKND * keep_B[:, None, None, None].astype(map_BKND.dtype)
+            tokens_BKND = tokens_BKND + map_BKND
         tokens_BLD = einops.rearrange(tokens_BKND, "b k n d -> b (k n) d")
         if frame_mask_BK is not None:
             frame_mask_BK = jnp.asarray(frame_mask_BK, bool)

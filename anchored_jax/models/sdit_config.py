@@ -60,6 +60,9 @@ class SDiTConfig:
     # encoder mode: also add a patch embedding of the source image to every frame's tokens,
     # so each patch sees the source's pixels at its own position (dropped with the identity)
     identity_tokens: bool = False
+    # also add each frame's landmark map (Gaussian dots at the model's resolution, patchified)
+    # to its tokens, so every patch sees where the landmarks are (dropped with the landmarks)
+    landmark_tokens: bool = False
     time_embed_period: float = 10.0  # seconds; longest period of the frame-time sinusoid
     scan_layers: bool = True  # scan stacked blocks (fast compile) vs a python loop
     remat_policy: str = "none"  # see remat.py: none | full | dots | dots_no_batch | ...
@@ -137,6 +140,8 @@ class SDiTConfig:
                 "model.identity_tokens: needs model.identity='encoder' (a source image), "
                 f"got {self.identity!r}"
             )
+        if self.landmark_tokens and not self.landmark_condition:
+            raise ValueError("model.landmark_tokens: needs model.landmark_condition=True")
         check_remat_policy(self.remat_policy)
 
     @property

@@ -189,3 +189,20 @@ def test_identity_tokens_carry_the_source_patch_by_patch_and_drop_with_it():
     np.testing.assert_allclose(run(model, inputs, **drop), run(model, patched, **drop), atol=1e-6)
     with pytest.raises(ValueError, match="model.identity_tokens: needs model.identity"):
         small_config(identity_tokens=True, identity="embedding")
+
+
+def test_landmark_tokens_tell_each_patch_where_the_landmarks_are():
+    config = small_config(landmark_tokens=True)
+    model = new_model(config)
+    inputs = make_inputs(config)
+    inputs["landmarks_BKLC"] = np.clip(inputs["landmarks_BKLC"] * 0.2 + 0.5, 0, 1)
+    moved = {**inputs, "landmarks_BKLC": inputs["landmarks_BKLC"].copy()}
+    moved["landmarks_BKLC"][:, :, 0, :2] += 0.25  # one point of every frame moves
+    plain = new_model(small_config())
+    change = np.abs(run(model, inputs) - run(model, moved)).mean()
+    change_plain = np.abs(run(plain, inputs) - run(plain, moved)).mean()
+    assert change > 1.5 * change_plain  # the map adds a spatial path to the MLP's global one
+    drop = {"drop_landmarks_B": jnp.array([True, True])}
+    np.testing.assert_allclose(run(model, inputs, **drop), run(model, moved, **drop), atol=1e-6)
+    with pytest.raises(ValueError, match="model.landmark_tokens: needs"):
+        small_config(landmark_tokens=True, landmark_condition=False)

@@ -9,6 +9,7 @@ from anchored_jax.models.attention import dot_product_attention, group_frames, u
 from anchored_jax.models.embeddings import (
     frame_time_features,
     normalise_landmarks,
+    rasterise_landmarks,
     sincos_2d_positions,
     timestep_features,
 )
@@ -97,3 +98,17 @@ def test_cudnn_backend_is_reachable_only_through_the_dispatcher():
     ref = dot_product_attention(q, k, v, mask)
     out = dot_product_attention(q, k, v, mask, backend="cudnn")
     np.testing.assert_allclose(np.float32(out), np.float32(ref), atol=3e-2)
+
+
+def test_landmark_map_puts_a_unit_gaussian_at_each_point():
+    size, sigma = 16, 1.0
+    # Two points, at pixel centres (3, 5) and (10, 12) as (x, y).
+    points = np.array([[[[3.5 / size, 5.5 / size, 0.0], [10.5 / size, 12.5 / size, 0.3]]]])
+    heat = np.asarray(rasterise_landmarks(jnp.asarray(points, jnp.float32), size, sigma))
+    assert heat.shape == (1, 1, size, size, 1)
+    ys, xs = np.mgrid[0:size, 0:size]
+    expected = sum(
+        np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma**2)) for x, y in ((3, 5), (10, 12))
+    )
+    np.testing.assert_allclose(heat[0, 0, :, :, 0], expected, atol=1e-6)
+    assert heat[0, 0, 5, 3, 0] == pytest.approx(1.0, abs=1e-4)  # the peak sits on the point
