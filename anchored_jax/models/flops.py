@@ -37,6 +37,11 @@ def sdit_forward_flops_per_example(config: SDiTConfig, num_frames: int) -> float
     flops = _mm(T, D, p2 * config.in_channels)  # patch embedding
     flops += cond_mlp(TIMESTEP_FREQ_DIM) + cond_mlp(FRAME_TIME_FREQ_DIM) + cond_mlp(landmark_in)
     flops += _identity_flops(config)
+    if config.identity_tokens:  # the source image's patch embedding
+        flops += _mm(N, D, p2 * config.in_channels)
+    if config.landmark_tokens:  # landmark maps (a K*L outer product each), then patches
+        S = config.image_size
+        flops += 2.0 * K * config.num_landmarks * S * S + _mm(T, D, p2)
 
     def attention(num_seqs: int, seq_len: int) -> float:
         tokens = num_seqs * seq_len

@@ -25,7 +25,11 @@ def xla_forward_flops(config, frames: int) -> float:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"attention": "factorized", "identity": "embedding"}],
+    [
+        {},
+        {"attention": "factorized", "identity": "embedding"},
+        {"identity_tokens": True, "landmark_tokens": True},
+    ],
 )
 def test_forward_flops_match_xla_count(overrides):
     # Wide enough that matmuls dominate; unscanned because cost analysis counts a scan
