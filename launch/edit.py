@@ -30,7 +30,10 @@ from anchored_jax.diffusion.schedules import make_schedule  # noqa: E402
 from anchored_jax.sampling import motion_edits  # noqa: E402
 from anchored_jax.sampling.sampler_settings import SamplerSettings  # noqa: E402
 from anchored_jax.sampling.segment_plan import plan_segments  # noqa: E402
-from anchored_jax.sampling.video_generation import generate_video  # noqa: E402
+from anchored_jax.sampling.video_generation import (
+    generate_video,  # noqa: E402
+    training_window_s,  # noqa: E402
+)
 from anchored_jax.training.inference_checkpoint import load_sdit_for_inference  # noqa: E402
 from launch.reenact import (  # noqa: E402
     ReenactError,
@@ -90,7 +93,10 @@ def render_edit(
     schedule = make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
     K = config.data.clip_frames
     anchor = "generated" if edit == "interpolate" else "known"
-    settings = SamplerSettings(anchor=anchor, num_steps=num_steps)
+    # The anchor gap is capped at the training window, as reenact and evaluate do by default.
+    settings = SamplerSettings(
+        anchor=anchor, num_steps=num_steps, max_anchor_gap_s=training_window_s(config)
+    )
 
     def render(landmarks, times, src, mix=None):
         plan = plan_segments(len(landmarks), K, 0, plan_kind, seed=seed)
