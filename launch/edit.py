@@ -30,9 +30,9 @@ from anchored_jax.diffusion.schedules import make_schedule  # noqa: E402
 from anchored_jax.sampling import motion_edits  # noqa: E402
 from anchored_jax.sampling.sampler_settings import SamplerSettings  # noqa: E402
 from anchored_jax.sampling.segment_plan import plan_segments  # noqa: E402
-from anchored_jax.sampling.video_generation import (
-    generate_video,  # noqa: E402
-    training_window_s,  # noqa: E402
+from anchored_jax.sampling.video_generation import (  # noqa: E402
+    generate_video,
+    training_window_s,
 )
 from anchored_jax.training.inference_checkpoint import load_sdit_for_inference  # noqa: E402
 from launch.reenact import (  # noqa: E402
