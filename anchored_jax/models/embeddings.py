@@ -108,9 +108,10 @@ class ConditionMLP(nnx.Module):
 class PatchEmbed(nnx.Module):
     """Frames -> tokens: each p x p patch flattened and projected (DiT's conv, as a matmul)."""
 
-    def __init__(self, config, *, dtype, param_dtype, rngs: nnx.Rngs):
+    def __init__(self, config, *, dtype, param_dtype, rngs: nnx.Rngs, channels: int = 0):
+        """channels: of the images to embed; 0 = the frames' (`config.in_channels`)."""
         self.patch_size = config.patch_size
-        patch_dim = config.patch_size**2 * config.in_channels
+        patch_dim = config.patch_size**2 * (channels or config.in_channels)
         self.proj = Dense(
             patch_dim,
             config.width,
@@ -177,23 +178,12 @@ class LandmarkMapEmbedder(nnx.Module):
 
     def __init__(self, config, *, dtype, param_dtype, rngs: nnx.Rngs):
         self.size = config.image_size
-        self.patch_size = config.patch_size
-        self.proj = Dense(
-            config.patch_size**2,
-            config.width,
-            ("patch", "embed"),
-            dtype=dtype,
-            param_dtype=param_dtype,
-            rngs=rngs,
+        self.patch_embed = PatchEmbed(
+            config, dtype=dtype, param_dtype=param_dtype, rngs=rngs, channels=1
         )
 
     def __call__(self, landmarks_BKLC: jax.Array) -> jax.Array:
-        p = self.patch_size
-        map_BKHW1 = rasterise_landmarks(landmarks_BKLC, self.size)
-        patches_BKNP = einops.rearrange(
-            map_BKHW1, "b k (h p1) (w p2) c -> b k (h w) (p1 p2 c)", p1=p, p2=p
-        )
-        return self.proj(patches_BKNP)
+        return self.patch_embed(rasterise_landmarks(landmarks_BKLC, self.size))
 
 
 class LandmarkEmbedder(nnx.Module):
