@@ -7,8 +7,6 @@ thousand parameters then trains on them.
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -29,23 +27,14 @@ from data_pipelines.pipeline import (
     validate_data_config,
 )
 from launch.cache_latents import cache_latents, default_data_config
+from tests.cli_testing import one_line_error, run_module
 from tests.interop.vae_reference import config_dict, write_random_vae
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The pixel data the cache is written from: 2x2 training videos, 1x2 test videos, 8 frames.
 PIXELS = dict(
     image_size=64, video_frames=8, clip_frames=3, min_window=3, max_window=8,
     num_train_identities=2, num_test_identities=1, videos_per_identity=2,
 )  # fmt: skip
-
-
-def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
 
 
 def pixel_data(**overrides):
@@ -183,8 +172,7 @@ def test_the_s_config_needs_a_latent_root(tmp_path, vae_dir):
     result = run_module(
         "launch.train", "--config", "configs/sdit.py:S", "--workdir", str(tmp_path / "run")
     )
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    last = result.stderr.strip().splitlines()[-1]
+    last = one_line_error(result)
     assert last.startswith("error: data.root: expected the latent cache folder"), last
     # With a cache of its own shape (256px frames -> 32x32x4) the shipped S config validates.
     out = str(tmp_path / "cache256")

@@ -3,28 +3,16 @@ resume of the animator run."""
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from configs.animator import get_config
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.cli_testing import one_line_error, run_module
 
 
 def run_cli(*args, workdir):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
-    cmd = [sys.executable, "-m", "launch.train", "--config", "configs/animator.py:tiny"]
-    return subprocess.run(
-        [*cmd, "--workdir", str(workdir), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    config = "configs/animator.py:tiny"
+    return run_module("launch.train", "--config", config, "--workdir", workdir, *args)
 
 
 @pytest.mark.parametrize(
@@ -36,11 +24,8 @@ def run_cli(*args, workdir):
     ],
 )
 def test_bad_animator_config_gives_one_line(tmp_path, override, expected):
-    result = run_cli(override, workdir=tmp_path / "run")
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and expected in last, result.stderr[-2000:]
+    last = one_line_error(run_cli(override, workdir=tmp_path / "run"))
+    assert expected in last, last
 
 
 def tiny_run_config():
