@@ -29,7 +29,7 @@ from anchored_jax.training.leo_animator_step import (
 )
 from anchored_jax.training.sample_grid import to_uint8, write_grid_png
 from anchored_jax.training.train_state import param_count
-from anchored_jax.training.trainer import PreemptionFlag
+from anchored_jax.training.trainer import PreemptionFlag, close_run, save_if_due
 
 EVAL_LOG = "eval_metrics.jsonl"
 
@@ -150,14 +150,9 @@ def train_animator(
                     raise FloatingPointError(f"train loss is {means['loss']} at step {step}")
             if step % config.logging.eval_every_steps == 0 or step == num_steps:
                 last_eval = run_eval(step)
-            preempted = preemption.stop_at(step, checkpoints)
-            if step % config.checkpoint.every_steps == 0 or preempted or step == end_step:
-                checkpoints.save(step, state, train_iter, config)
-            if preempted:
+            if save_if_due(checkpoints, preemption, step, end_step, state, train_iter, config):
                 break
-    checkpoints.wait_until_finished()
-    checkpoints.close()
-    writer.flush()
+    close_run(checkpoints, writer)
     summary = {"step": step, **(last_eval or {})}
     if first_eval is not None:
         summary.update({f"initial_{k}": v for k, v in first_eval.items()})

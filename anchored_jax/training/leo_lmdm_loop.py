@@ -26,7 +26,7 @@ from anchored_jax.models.leo_lmdm import LatentMotionDenoiser, LmdmConfig, offse
 from anchored_jax.training.checkpointing import RunCheckpoints, abstract_like
 from anchored_jax.training.optimizer import make_optimizer
 from anchored_jax.training.train_state import param_count, split_model
-from anchored_jax.training.trainer import PreemptionFlag
+from anchored_jax.training.trainer import PreemptionFlag, close_run, save_if_due
 
 
 @struct.dataclass
@@ -145,14 +145,9 @@ def train_lmdm(
                 last_loss = mean_loss
                 writer.write_scalars(step, {"train_loss": mean_loss})
                 losses = []
-            stop = preempted.stop_at(step, checkpoints)
-            if step % config.checkpoint.every_steps == 0 or step == end or stop:
-                checkpoints.save(step, state, train_iter, config)
-            if stop:
+            if save_if_due(checkpoints, preempted, step, end, state, train_iter, config):
                 break
-    checkpoints.wait_until_finished()
-    checkpoints.close()
-    writer.flush()
+    close_run(checkpoints, writer)
     return {
         "step": step,
         "first_logged_loss": first_loss,

@@ -67,6 +67,22 @@ class PreemptionFlag:
         return self.requested or checkpoints.reached_preemption(step)
 
 
+def save_if_due(checkpoints, preemption, step, end_step, state, train_iter, config) -> bool:
+    """Saves on the checkpoint cadence, at `end_step` and on preemption (`stop_at`); returns
+    whether the loop must stop now. Every training loop ends its step with this."""
+    preempted = preemption.stop_at(step, checkpoints)
+    if step % config.checkpoint.every_steps == 0 or preempted or step == end_step:
+        checkpoints.save(step, state, train_iter, config)
+    return preempted
+
+
+def close_run(checkpoints, writer) -> None:
+    """Waits for the last asynchronous save, then closes the checkpoints and the writer."""
+    checkpoints.wait_until_finished()
+    checkpoints.close()
+    writer.flush()
+
+
 def evaluate(eval_step, params, eval_batches, key) -> dict[str, float]:
     """Mean held-out metrics over the fixed batches, with the same keys at every evaluation."""
     sums: dict[str, float] = {}
@@ -194,15 +210,9 @@ def train_and_evaluate(
                 last_eval = run_eval(step)
             if step % config.logging.sample_every_steps == 0 or step == num_steps:
                 write_samples(step)
-            preempted = preemption.stop_at(step, checkpoints)
-            stopping = preempted or step == end_step
-            if step % config.checkpoint.every_steps == 0 or stopping:
-                checkpoints.save(step, state, train_iter, config)
-            if preempted:
+            if save_if_due(checkpoints, preemption, step, end_step, state, train_iter, config):
                 break
-    checkpoints.wait_until_finished()
-    checkpoints.close()
-    writer.flush()
+    close_run(checkpoints, writer)
     summary = {"step": step, **(last_eval or {})}
     if first_eval is not None:
         summary.update({f"initial_{k}": v for k, v in first_eval.items()})
