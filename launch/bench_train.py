@@ -39,10 +39,20 @@ def random_batch(config, batch_size: int, rng):
         landmarks_BKLC=rng.uniform(0, 1, (batch_size, K, m.num_landmarks, m.landmark_dim)).astype(
             np.float32
         ),
-        identity_BHWC=rng.standard_normal(frames[:1] + frames[2:], dtype=np.float32)
-        if m.identity == "encoder"
-        else rng.standard_normal((batch_size, m.identity_embed_dim), dtype=np.float32),
+        identity_BHWC=random_identity(m, batch_size, rng),
     )
+
+
+def random_identity(m, batch_size: int, rng):
+    """The identity input of `model.identity`: a source image, a vector or a class label."""
+    import numpy as np
+
+    if m.identity == "encoder":
+        shape = (batch_size, m.image_size, m.image_size, m.in_channels)
+        return rng.standard_normal(shape, dtype=np.float32)
+    if m.identity == "embedding":
+        return rng.standard_normal((batch_size, m.identity_embed_dim), dtype=np.float32)
+    return rng.integers(0, m.num_classes, (batch_size,)).astype(np.int32)
 
 
 # Dense bf16 peak FLOP/s per chip, from the vendors' data sheets; --peak_flops overrides.
@@ -80,11 +90,13 @@ def measure_train_step(config, steps: int) -> dict:
         compile_s = time.perf_counter() - t0
         state, metrics = compiled(state, batch, key)  # Warm-up.
         jax.block_until_ready(metrics)
-        t0 = time.perf_counter()
+        times = []
         for i in range(steps):
+            t0 = time.perf_counter()
             state, metrics = compiled(state, batch, jax.random.fold_in(key, i))
-        jax.block_until_ready(metrics)
-        step_s = (time.perf_counter() - t0) / steps
+            jax.block_until_ready(metrics)
+            times.append(time.perf_counter() - t0)
+        step_s = sum(times) / steps
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     tokens_per_frame = (model_config.image_size // model_config.patch_size) ** 2
@@ -95,6 +107,7 @@ def measure_train_step(config, steps: int) -> dict:
         xla_flops=float(cost.get("flops", float("nan"))) if cost else float("nan"),
         compile_s=compile_s,
         step_s=step_s,
+        step_s_median=sorted(times)[steps // 2],
         params=param_count(state.params),
         tokens_per_frame=tokens_per_frame,
         tokens_per_s=batch_size * K * tokens_per_frame / step_s,

@@ -21,6 +21,11 @@ def run_module(module: str, *args: str, timeout: int = 300) -> subprocess.Comple
     )  # fmt: skip
 
 
+def run_train(config: str, workdir, *args: str) -> subprocess.CompletedProcess:
+    """`python -m launch.train --config <config> --workdir <workdir> args...`."""
+    return run_module("launch.train", "--config", config, "--workdir", workdir, *args)
+
+
 def one_line_error(result: subprocess.CompletedProcess) -> str:
     """The failed command's last stderr line, checked to be an `error: ` line with no traceback."""
     assert result.returncode != 0, result.stdout[-2000:]

@@ -27,7 +27,7 @@ from data_pipelines.pipeline import (
     validate_data_config,
 )
 from launch.cache_latents import cache_latents, default_data_config
-from tests.cli_testing import one_line_error, run_module
+from tests.cli_testing import one_line_error, run_module, run_train
 from tests.interop.vae_reference import config_dict, write_random_vae
 
 # The pixel data the cache is written from: 2x2 training videos, 1x2 test videos, 8 frames.
@@ -169,9 +169,7 @@ def test_sample_grids_show_decoded_pixels_or_nothing(cache, vae_dir, trained):
 
 
 def test_the_s_config_needs_a_latent_root(tmp_path, vae_dir):
-    result = run_module(
-        "launch.train", "--config", "configs/sdit.py:S", "--workdir", str(tmp_path / "run")
-    )
+    result = run_train("configs/sdit.py:S", tmp_path / "run")
     last = one_line_error(result)
     assert last.startswith("error: data.root: expected the latent cache folder"), last
     # With a cache of its own shape (256px frames -> 32x32x4) the shipped S config validates.

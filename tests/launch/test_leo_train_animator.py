@@ -7,12 +7,9 @@ import os
 import pytest
 
 from configs.animator import get_config
-from tests.cli_testing import one_line_error, run_module
+from tests.cli_testing import one_line_error, run_train
 
-
-def run_cli(*args, workdir):
-    config = "configs/animator.py:tiny"
-    return run_module("launch.train", "--config", config, "--workdir", workdir, *args)
+TINY = "configs/animator.py:tiny"
 
 
 @pytest.mark.parametrize(
@@ -24,7 +21,7 @@ def run_cli(*args, workdir):
     ],
 )
 def test_bad_animator_config_gives_one_line(tmp_path, override, expected):
-    last = one_line_error(run_cli(override, workdir=tmp_path / "run"))
+    last = one_line_error(run_train(TINY, tmp_path / "run", override))
     assert expected in last, last
 
 

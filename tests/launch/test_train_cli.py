@@ -2,12 +2,9 @@
 
 import pytest
 
-from tests.cli_testing import one_line_error, run_module
+from tests.cli_testing import one_line_error, run_train
 
-
-def run_train(*args, workdir):
-    config = "configs/sdit.py:tiny"
-    return run_module("launch.train", "--config", config, "--workdir", workdir, *args)
+TINY = "configs/sdit.py:tiny"
 
 
 @pytest.mark.parametrize(
@@ -21,12 +18,12 @@ def run_train(*args, workdir):
     ],
 )
 def test_bad_config_gives_one_line(tmp_path, override, expected):
-    last = one_line_error(run_train(override, workdir=tmp_path / "run"))
+    last = one_line_error(run_train(TINY, tmp_path / "run", override))
     assert expected in last, last
 
 
 def test_unwritable_workdir_gives_one_line(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    last = one_line_error(run_train(workdir=blocker / "run"))
+    last = one_line_error(run_train(TINY, blocker / "run"))
     assert last.startswith("error: --workdir: cannot write to"), last
