@@ -10,9 +10,18 @@ frame-time, landmark and identity parts keep their initialisation. The output di
 has the inference-checkpoint layout (`config.json` + `ema_params/`), so it can be sampled
 from, exported, or used to start training. A checkpoint of another size fails with one
 error listing the keys and shapes that differ.
+
+  python -m launch.import_weights lia --checkpoint lia.pt --config configs/animator.py:256 \
+      --output pretrained/lia_256
+
+LIA's generator (the `gen` entry of a wyhsirius/LIA `.pt`, or a `.safetensors` conversion)
+becomes the animator's generator parameters (`anchored_jax/interop/lia_import.py`, every key
+and shape checked), saved in the same layout (`config.json` + `ema_params/`), which
+`launch.animate --checkpoint` and `launch.generate --animator` load.
 """
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -23,7 +32,7 @@ from anchored_jax.training.config_checks import validate_sdit_config
 from anchored_jax.training.train_state import split_model
 from anchored_jax.training.trainer import build_model
 
-SOURCES = ("dit",)
+SOURCES = ("dit", "lia")
 
 
 def define_flags() -> None:
@@ -50,6 +59,20 @@ def import_dit(config, checkpoint: str, output: str) -> dict:
     }
 
 
+def import_lia(config, checkpoint: str, output: str) -> dict:
+    """LIA's `gen` state dict -> our generator's parameters, saved for `launch.animate`."""
+    import jax
+
+    from anchored_jax.interop.lia_import import lia_generator_params, read_state_dict
+    from anchored_jax.training.leo_animator_step import animator_config
+
+    if config.get("task") != "animator":
+        raise ValueError(f"--config: expected an animator config, got task {config.get('task')!r}")
+    params = lia_generator_params(animator_config(config), read_state_dict(checkpoint, "gen"))
+    save_inference_checkpoint(output, config, params)
+    return {"imported": len(jax.tree.leaves(params)), "image_size": config.model.image_size}
+
+
 def main(argv):
     if len(argv) != 2 or argv[1] not in SOURCES:
         raise app.UsageError(f"usage: python -m launch.import_weights {{{','.join(SOURCES)}}} ...")
@@ -58,6 +81,13 @@ def main(argv):
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
     output = os.path.abspath(FLAGS.output)
+    if argv[1] == "lia":
+        try:
+            summary = import_lia(FLAGS.config, FLAGS.checkpoint, output)
+        except (ValueError, OSError) as e:  # bad keys or shapes, unreadable or existing files
+            sys.exit(f"error: {e}")
+        print(f"imported {summary['imported']} LIA generator arrays into {output}")
+        return
     summary = import_dit(FLAGS.config, FLAGS.checkpoint, output)
     logging.info("DiT import: %s", summary)
     print(f"imported {summary['imported']} parameters into {output}; {summary}")

@@ -1,0 +1,255 @@
+r"""LEO's long generation: first frame -> alpha_1 -> LMDM motion codes -> animated frames.
+
+  python -m launch.generate --animator runs/animator_tiny --lmdm runs/lmdm_tiny \
+      --first-frame face.png --frames 1024 --method anchored --out out.mp4
+  python -m launch.generate --lmdm runs/lmdm_tiny --compare --frames 1024 \
+      --out docs/figures/leo_motion_norm.png
+
+The animator's encoder gives the first frame's motion code alpha_1; the LMDM generates
+`--frames` codes from it, by LEO's chaining (`chain`: each chunk of L codes starts at the
+previous chunk's last code, one chunk after another) or by the anchored LMDM (`anchored`:
+segments that all hold alpha_1 as their step 0, denoised together in one batched loop; see
+anchored_jax/sampling/leo_anchored_motion.py); the animator renders the first frame moved by
+each code (absolute codes: frame 0 is the first frame's own reconstruction). Writes `--out`,
+`<out>_codes.npz` (codes [1, T, M], which `launch.animate --driving` takes, e.g. to re-animate
+an edited first frame with the same motion) and `<out>_motion_norm.png` (||alpha_t|| over time).
+
+`--compare` needs no animator: it runs both methods from the first codes of `--sequences`
+held-out videos of the LMDM's own data, and writes the norm-over-time plot of both to `--out`
+and their `motion_norm_statistics` and join statistics to `<out>.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from anchored_jax.diffusion.schedules import make_schedule  # noqa: E402
+from anchored_jax.evaluation.line_plot import write_line_plot  # noqa: E402
+from anchored_jax.sampling.leo_anchored_motion import (  # noqa: E402
+    anchored_motion,
+    join_statistics,
+    motion_plan,
+)
+from anchored_jax.sampling.leo_motion_generation import (  # noqa: E402
+    chain_motion,
+    motion_norm_statistics,
+)
+from anchored_jax.sampling.video_generation import sampler_mesh  # noqa: E402
+from data_pipelines.motion_codes import write_code_file  # noqa: E402
+from launch.animate import (  # noqa: E402
+    AnimateError,
+    load_run_params,
+    make_animator_fns,
+    progress_bar,
+    render_codes,
+    write_animation,
+)
+from launch.reenact import load_source_image  # noqa: E402
+
+METHODS = ("chain", "anchored")
+
+
+def generate_codes(lmdm, alpha1_BM, *, method, num_frames, seed=0, steps=0, chunk_size=32,
+                   devices=0, progress=None):  # fmt: skip
+    """`[B, num_frames, M]` codes from first codes by `chain` or `anchored` generation."""
+    if method not in METHODS:
+        raise AnimateError(f"--method: expected one of {list(METHODS)}, got {method!r}")
+    if num_frames < 2:
+        raise AnimateError(f"--frames: expected at least 2, got {num_frames}")
+    config, graphdef, params = lmdm
+    diffusion = config.diffusion
+    schedule = make_schedule(diffusion.schedule, diffusion.num_timesteps)
+    common = dict(
+        num_frames=num_frames, length=config.model.length, prediction=diffusion.prediction,
+        num_steps=steps or diffusion.sample_steps,
+    )  # fmt: skip
+    key = jax.random.key(seed)
+    alpha1_BM = np.asarray(alpha1_BM, np.float32)
+    if method == "chain":
+        return np.asarray(chain_motion(graphdef, params, schedule, alpha1_BM, key, **common))
+    segments = motion_plan(num_frames, config.model.length).num_segments * len(alpha1_BM)
+    return np.asarray(
+        anchored_motion(
+            graphdef,
+            params,
+            schedule,
+            alpha1_BM,
+            key,
+            chunk_size=chunk_size,
+            mesh=sampler_mesh(devices, segments),
+            progress=progress,
+            **common,
+        )  # fmt: skip
+    )
+
+
+def norm_series(alpha_BTM, block: int = 8):
+    """(block start, mean ||alpha_t||, mean ||alpha_t - alpha_1||) over sequences and blocks."""
+    alpha = np.asarray(alpha_BTM, np.float64)
+    norm_T = np.linalg.norm(alpha, axis=-1).mean(0)
+    drift_T = np.linalg.norm(alpha - alpha[:, :1], axis=-1).mean(0)
+    starts = np.arange(0, len(norm_T), block)
+    mean = lambda v: np.array([v[s : s + block].mean() for s in starts])  # noqa: E731
+    return starts, mean(norm_T), mean(drift_T)
+
+
+def write_norm_plot(path: str, codes_by_method: dict, title: str) -> None:
+    series = {}
+    for name, codes in codes_by_method.items():
+        t, norm, drift = norm_series(codes)
+        series[f"{name} |a_t|"] = (t, norm)
+        series[f"{name} |a_t - a_1|"] = (t, drift)
+    write_line_plot(
+        path, series, title=title, xlabel="frame t", ylabel="mean norm (8-frame blocks)",
+        size=(1000, 480),
+    )  # fmt: skip
+
+
+def compare(lmdm, out: str, *, num_frames: int, sequences: int, seed=0, steps=0) -> dict:
+    """Both methods from held-out first codes: the plot at `out`, statistics in `<out>.json`."""
+    from launch.train_lmdm import load_codes
+
+    config = lmdm[0]
+    test_codes_NTM = load_codes(config, "test")
+    first_BM = test_codes_NTM[:sequences, 0]
+    results, codes = {}, {}
+    for method in METHODS:
+        start = time.perf_counter()
+        codes[method] = generate_codes(
+            lmdm, first_BM, method=method, num_frames=num_frames, seed=seed, steps=steps
+        )
+        results[method] = dict(
+            seconds=time.perf_counter() - start,
+            finite=bool(np.isfinite(codes[method]).all()),
+            **motion_norm_statistics(codes[method]),
+            **join_statistics(codes[method], config.model.length),
+        )
+    results["real_norm_mean"] = float(np.linalg.norm(test_codes_NTM, axis=-1).mean())
+    title = f"LMDM motion norm over {num_frames} frames, {len(first_BM)} held-out first codes"
+    write_norm_plot(out, codes, title)
+    with open(f"{os.path.splitext(out)[0]}.json", "w") as f:
+        json.dump(results, f, indent=1)
+    return results
+
+
+def generate(animator: str, lmdm_dir: str, first_frame: str, out: str, *, method: str,
+             num_frames: int, seed=0, steps=0, chunk_size=32, devices=0, batch_size=16,
+             display=128, fps=25.0, loaded=None) -> dict:  # fmt: skip
+    """Image -> alpha_1 -> codes -> frames; returns the paths, codes and frames."""
+    if method not in METHODS:
+        raise AnimateError(f"--method: expected one of {list(METHODS)}, got {method!r}")
+    anim, lmdm = loaded or (
+        load_run_params(animator, "animator", "--animator"),
+        load_run_params(lmdm_dir, "lmdm", "--lmdm"),
+    )
+    anim_config, anim_graphdef, anim_params = anim
+    if lmdm[0].model.motion_dim != anim_config.model.motion_dim:
+        raise AnimateError(
+            f"--lmdm: its model.motion_dim ({lmdm[0].model.motion_dim}) differs from the "
+            f"animator's ({anim_config.model.motion_dim})"
+        )
+    try:
+        first_HWC = load_source_image(first_frame, anim_config)
+    except ValueError as e:  # its messages name --source, the flag of launch.reenact
+        raise AnimateError(str(e).replace("--source", "--first-frame", 1)) from None
+    fns = make_animator_fns(anim_graphdef, anim_params)
+    alpha1_1M = np.asarray(fns[0](first_HWC[None])[2])
+    start = time.perf_counter()
+    # anchored: one tick per solver step; chain runs its chunks in one scan, ticked at the end.
+    bar, tick = progress_bar(steps or lmdm[0].diffusion.sample_steps, f"{method} motion")
+    try:
+        codes_1TM = generate_codes(
+            lmdm, alpha1_1M, method=method, num_frames=num_frames, seed=seed, steps=steps,
+            chunk_size=chunk_size, devices=devices, progress=tick,
+        )  # fmt: skip
+        bar.update(bar.total - bar.n)
+    finally:
+        bar.close()
+    motion_seconds = time.perf_counter() - start
+    bar, _ = progress_bar(num_frames, "render")
+    try:
+        video_THWC = render_codes(
+            fns, first_HWC, codes_1TM[0], mode="absolute", batch_size=batch_size,
+            progress=bar.update,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    paths = write_animation(out, video_THWC, fps, display, [first_HWC[None]])
+    stem = os.path.splitext(out)[0]
+    write_code_file(f"{stem}_codes.npz", codes_1TM)
+    write_norm_plot(f"{stem}_motion_norm.png", {method: codes_1TM}, f"{method}: motion norm")
+    paths += [f"{stem}_codes.npz", f"{stem}_motion_norm.png"]
+    return dict(paths=paths, codes=codes_1TM, video=video_THWC, motion_seconds=motion_seconds,
+                statistics=motion_norm_statistics(codes_1TM))  # fmt: skip
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("animator", None, "Animator workdir or imported LIA directory.")
+    flags.DEFINE_string("lmdm", None, "LMDM training workdir.")
+    flags.DEFINE_string("first-frame", None, "First-frame image, or synthetic:<held-out id>.")
+    flags.DEFINE_integer("frames", 1024, "Frames (motion codes) to generate, frame 0 included.")
+    flags.DEFINE_string("method", "anchored", "chain | anchored.")
+    flags.DEFINE_bool("compare", False, "Plot both methods' motion norm (no animator needed).")
+    flags.DEFINE_integer("sequences", 4, "--compare: held-out first codes to start from.")
+    flags.DEFINE_integer("steps", 0, "DDIM steps; 0 = the LMDM's diffusion.sample_steps.")
+    flags.DEFINE_integer("chunk_size", 32, "anchored: segments per model call.")
+    flags.DEFINE_integer("devices", 0, "anchored: devices to split segments over; 0 = all.")
+    flags.DEFINE_integer("seed", 0, "Noise seed.")
+    flags.DEFINE_integer("batch_size", 16, "Frames rendered per generator call.")
+    flags.DEFINE_float("fps", 25.0, "Frame rate of the written video.")
+    flags.DEFINE_string("out", "generate.mp4", "Output mp4 (or, with --compare, png) path.")
+    flags.DEFINE_integer("display_size", 128, "Side of each panel in the written videos.")
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)  # keeps orbax's restore chatter off the terminal
+    FLAGS = flags.FLAGS
+    try:
+        if not FLAGS.lmdm:
+            raise AnimateError("--lmdm is required")
+        if FLAGS.compare:
+            lmdm = load_run_params(FLAGS.lmdm, "lmdm", "--lmdm")
+            results = compare(
+                lmdm, FLAGS.out, num_frames=FLAGS.frames, sequences=FLAGS.sequences,
+                seed=FLAGS.seed, steps=FLAGS.steps,
+            )  # fmt: skip
+            for method in METHODS:
+                r = results[method]
+                norms = [round(v, 2) for v in r["norm_mean"]]
+                print(
+                    f"{method}: {r['seconds']:.1f} s, norm by window {norms}, join |d| "
+                    f"{r['join_delta_mean']:.4f} within {r['within_delta_mean']:.4f}"
+                )
+            print(f"wrote {FLAGS.out}")
+            return
+        first_frame = FLAGS["first-frame"].value
+        if not FLAGS.animator or not first_frame:
+            raise AnimateError("--animator and --first-frame are required (or use --compare)")
+        result = generate(
+            FLAGS.animator, FLAGS.lmdm, first_frame, FLAGS.out, method=FLAGS.method,
+            num_frames=FLAGS.frames, seed=FLAGS.seed, steps=FLAGS.steps,
+            chunk_size=FLAGS.chunk_size, devices=FLAGS.devices, batch_size=FLAGS.batch_size,
+            display=FLAGS.display_size, fps=FLAGS.fps,
+        )  # fmt: skip
+    except (ValueError, OSError) as e:  # AnimateError, ConfigError, unreadable files.
+        sys.exit(f"error: {e}")
+    stats = result["statistics"]
+    print(
+        f"wrote {', '.join(result['paths'])}: motion in {result['motion_seconds']:.1f} s; "
+        f"norm by window {[round(v, 2) for v in stats['norm_mean']]}"
+    )
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,120 @@
+"""launch.generate: image -> alpha_1 -> LMDM codes (chain or anchored) -> frames."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from PIL import Image
+
+from anchored_jax.diffusion.schedules import make_schedule
+from anchored_jax.interop.export_inference import save_inference_checkpoint
+from anchored_jax.interop.lia_import import lia_generator_params
+from anchored_jax.sampling.leo_anchored_motion import anchored_motion
+from anchored_jax.sampling.leo_motion_generation import chain_motion, sample_motion
+from anchored_jax.training.checkpointing import RunCheckpoints
+from anchored_jax.training.leo_lmdm_loop import init_lmdm
+from configs import lmdm as lmdm_configs
+from data_pipelines.motion_codes import read_code_file
+from data_pipelines.video_decoding import probe_video
+from launch.animate import AnimateError, load_run_params, make_animator_fns, render_codes
+from launch.generate import compare, generate
+from tests.cli_testing import run_module
+from tests.launch.test_leo_animate_cli import TINY, lia_layout_state_dict, tiny_run_config
+
+L, FRAMES = 6, 21  # 20 codes after alpha_1: 4 chunks / segments of 5
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """An imported-layout animator (LIA-style weights) and an LMDM training workdir."""
+    root = tmp_path_factory.mktemp("generate")
+    animator = root / "animator"
+    params = lia_generator_params(TINY, lia_layout_state_dict())
+    save_inference_checkpoint(str(animator), tiny_run_config(), params)
+    config = lmdm_configs.get_config("tiny")
+    config.model.update(motion_dim=TINY.motion_dim, length=L, width=32, depth=1, num_heads=2)
+    config.diffusion.sample_steps = 3
+    config.data.num_test_identities = 1
+    config.checkpoint.async_save = False
+    # A trained LMDM's output layer is not 0 (a fresh one predicts 0 and so always x0 = 0).
+    graphdef, _, state = init_lmdm(config, 0)
+    model = nnx.merge(graphdef, state.params)
+    model.out.kernel[...] = 0.3 * jax.random.normal(jax.random.key(1), model.out.kernel.shape)
+    lmdm_params = nnx.state(model, nnx.Param)
+    state = state.replace(params=lmdm_params, ema_params=lmdm_params)
+    checkpoints = RunCheckpoints(str(root / "lmdm"), config.checkpoint)
+    checkpoints.save(1, state, None, config)
+    checkpoints.close()
+    source = np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8)
+    Image.fromarray(source).save(root / "first.png")
+    return dict(root=root, animator=str(animator), lmdm=str(root / "lmdm"),
+                first=str(root / "first.png"))  # fmt: skip
+
+
+def test_both_methods_equal_the_library_and_chain_joins_are_continuous(runs, tmp_path):
+    anim = load_run_params(runs["animator"], "animator", "--animator")
+    lmdm = load_run_params(runs["lmdm"], "lmdm", "--lmdm")
+    config, graphdef, params = lmdm
+    schedule = make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
+    fns = make_animator_fns(anim[1], anim[2])
+    first = np.asarray(Image.open(runs["first"]), np.float32) / 127.5 - 1.0
+    alpha1 = np.asarray(fns[0](first[None])[2])
+    kw = dict(num_frames=FRAMES, length=L, num_steps=3, prediction=config.diffusion.prediction)
+    key = jax.random.key(0)
+    out = {}
+    for method in ("chain", "anchored"):
+        out[method] = generate(
+            "", "", runs["first"], str(tmp_path / f"{method}.mp4"), method=method,
+            num_frames=FRAMES, batch_size=8, display=16, loaded=(anim, lmdm),
+        )  # fmt: skip
+        for suffix in ("_codes.npz", "_motion_norm.png"):
+            assert os.path.isfile(tmp_path / f"{method}{suffix}")
+        assert probe_video(str(tmp_path / f"{method}.mp4")).num_frames == FRAMES
+    chained = chain_motion(graphdef, params, schedule, alpha1, key, **kw)
+    anchored = anchored_motion(graphdef, params, schedule, alpha1, key, **kw)
+    np.testing.assert_allclose(out["chain"]["codes"], chained, atol=1e-5)
+    # generate splits the segments over the 8 test devices: equal up to float rounding.
+    np.testing.assert_allclose(out["anchored"]["codes"], anchored, atol=1e-5, rtol=1e-5)
+    saved = read_code_file(str(tmp_path / "anchored_codes.npz"))
+    np.testing.assert_array_equal(saved, out["anchored"]["codes"])
+    # Frames are the first frame moved by each code (absolute), frame 0 by alpha_1 itself.
+    video = render_codes(fns, first, saved[0], mode="absolute", batch_size=8)
+    np.testing.assert_allclose(out["anchored"]["video"], video, atol=1e-5)
+    # Chain: chunk c starts exactly at chunk c-1's last code and continues from it.
+    keys = jax.random.split(key, 4)
+    for c in (1, 2, 3):
+        start = c * (L - 1)
+        chunk = sample_motion(graphdef, params, schedule, np.asarray(chained[:, start]), keys[c],
+                              length=L, num_steps=3, prediction=kw["prediction"])  # fmt: skip
+        np.testing.assert_allclose(chained[:, start : start + L], chunk, atol=1e-4)
+    # --compare: both methods from held-out first codes, statistics and plot written.
+    results = compare(lmdm, str(tmp_path / "cmp.png"), num_frames=FRAMES, sequences=2)
+    with open(tmp_path / "cmp.json") as f:
+        saved = json.load(f)
+    for method in ("chain", "anchored"):
+        assert saved[method]["finite"] and len(saved[method]["norm_mean"]) == 8
+        assert saved[method]["norm_mean"] == results[method]["norm_mean"]
+    assert os.path.isfile(tmp_path / "cmp.png")
+    with pytest.raises(AnimateError, match="--first-frame .*missing.png: no such image file"):
+        generate("", "", str(tmp_path / "missing.png"), str(tmp_path / "x.mp4"),
+                 method="chain", num_frames=8, loaded=(anim, lmdm))  # fmt: skip
+    with pytest.raises(AnimateError, match="--method: expected one of"):
+        generate("", "", runs["first"], str(tmp_path / "x.mp4"), method="loop", num_frames=8,
+                 loaded=(anim, lmdm))  # fmt: skip
+
+
+def test_generate_command_line(runs, tmp_path):
+    out = tmp_path / "gen.mp4"
+    result = run_module(
+        "launch.generate", "--animator", runs["animator"], "--lmdm", runs["lmdm"],
+        "--first-frame", runs["first"], "--frames", 16, "--method", "anchored", "--out", out,
+        "--display_size", 16,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert probe_video(str(out)).num_frames == 16
+    codes = read_code_file(str(tmp_path / "gen_codes.npz"))
+    assert codes.shape == (1, 16, TINY.motion_dim) and np.isfinite(codes).all()
+    assert os.path.isfile(tmp_path / "gen_motion_norm.png")
