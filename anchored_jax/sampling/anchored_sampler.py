@@ -47,6 +47,18 @@ SegmentDenoiseFn = Callable[[jax.Array, jax.Array, Any], jax.Array]
 ProgressFn = Callable[[int], None]
 
 
+@dataclasses.dataclass
+class ProgressRelay:
+    """The `progress_fn` a compiled sampler is built with: the jitted function is cached and
+    reused, so the caller's own callback is set on the relay per call, never traced."""
+
+    callback: ProgressFn | None = None
+
+    def __call__(self, index: int) -> None:
+        if self.callback is not None:
+            self.callback(index)
+
+
 def chunk_layout(num_segments: int, chunk_size: int) -> tuple[int, int]:
     """(number of chunks N, segments per chunk C) with N*C >= S and the least padding."""
     n_chunks = -(-num_segments // min(chunk_size, num_segments))

@@ -24,7 +24,6 @@ What the anchor and the step positions mean here:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable
 
@@ -36,7 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from anchored_jax.diffusion.schedules import Schedule
 from anchored_jax.models.leo_lmdm import codes_from_offsets
-from anchored_jax.sampling.anchored_sampler import denoise_segments
+from anchored_jax.sampling.anchored_sampler import ProgressRelay, denoise_segments
 from anchored_jax.sampling.leo_motion_generation import make_denoise_fn
 from anchored_jax.sampling.sampler_settings import SamplerSettings
 from anchored_jax.sampling.segment_plan import SegmentPlan, plan_segments
@@ -60,22 +59,11 @@ def motion_settings(num_steps: int, chunk_size: int = 32) -> SamplerSettings:
     )
 
 
-@dataclasses.dataclass
-class _ProgressRelay:
-    """Host-side target of the in-loop progress callback; set per call, never traced."""
-
-    callback: Callable[[int], None] | None = None
-
-    def __call__(self, index: int) -> None:
-        if self.callback is not None:
-            self.callback(index)
-
-
 @functools.lru_cache(maxsize=16)
 def _compiled(graphdef, num_frames, length, settings, prediction, guidance, unconditional, mesh):
     plan = motion_plan(num_frames, length)
     frames_index = plan.frame_index_SK[plan.owned_SK]  # output step of each owned slot
-    relay = _ProgressRelay()
+    relay = ProgressRelay()
 
     def run(params, schedule, alpha1_BM, key):
         b, m = alpha1_BM.shape

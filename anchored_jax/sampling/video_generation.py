@@ -25,6 +25,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from anchored_jax.diffusion.schedules import Schedule
 from anchored_jax.sampling.anchored_sampler import (
+    ProgressRelay,
     autoregressive_segments,
     denoise_segments,
     shared_anchor_noise,
@@ -32,17 +33,6 @@ from anchored_jax.sampling.anchored_sampler import (
 from anchored_jax.sampling.sampler_settings import SamplerSettings
 from anchored_jax.sampling.sdit_denoiser import make_sdit_denoiser
 from anchored_jax.sampling.segment_plan import SegmentPlan
-
-
-@dataclasses.dataclass
-class _ProgressRelay:
-    """Host-side target of the in-loop progress callback; set per call, never traced."""
-
-    callback: Callable[[int], None] | None = None
-
-    def __call__(self, index: int) -> None:
-        if self.callback is not None:
-            self.callback(index)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -158,7 +148,7 @@ def compiled_video_sampler(
     mesh: Mesh | None = None,
 ):
     """One jitted `(params, schedule, inputs, key, identity, source, mix) -> x0_SKHWC`."""
-    relay = _ProgressRelay()
+    relay = ProgressRelay()
 
     def run(params, schedule, noise_SKHWC, cond_S, valid_S, last_slot_S, key, identity, source,
             mix):  # fmt: skip
