@@ -1,0 +1,250 @@
+"""`launch.evaluate`'s report on a small sDiT checkpoint: numbers, files, resume, skipped notes."""
+
+import json
+import os
+
+import av
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from flax import nnx
+from PIL import Image
+from safetensors.numpy import save_file
+
+from anchored_jax.evaluation import metric_suite, report
+from anchored_jax.evaluation.consistency_metrics import psnr_T
+from anchored_jax.evaluation.frechet import feature_statistics, frechet_distance
+from anchored_jax.evaluation.image_metrics import ssim
+from anchored_jax.evaluation.inception_v3 import InceptionV3Features, load_inception
+from anchored_jax.evaluation.lpips import load_lpips
+from anchored_jax.evaluation.torch_layout_layers import torch_layout
+from anchored_jax.training.inference_checkpoint import load_sdit_for_inference
+from anchored_jax.training.train_state import split_model
+from anchored_jax.training.trainer import build_model
+from launch.evaluate import run_report
+from launch.reenact import held_out_video, to_unit_range
+from tests.cli_testing import one_line_error, run_module
+from tests.launch.test_reenact_cli import small_run_config
+
+FRAMES, CLIPS = 9, 2
+METHODS = ("anchored", "autoregressive")
+KW = dict(frames=FRAMES, clips=CLIPS, methods=METHODS, num_steps=2, chunk_size=2, display=32)
+INCEPTION = dict(width=0.125, image_size=75)  # the real network's code, narrow and small
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """An exported checkpoint, its loaded params, and narrow Inception weights in torch layout."""
+    root = tmp_path_factory.mktemp("eval")
+    config = small_run_config()
+    export = root / "export"
+    os.makedirs(export)
+    (export / "config.json").write_text(config.to_json_best_effort(indent=2))
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(str(export / "ema_params"), _random_params(config))
+    rng = np.random.default_rng(0)
+    layout = torch_layout(nnx.eval_shape(lambda: InceptionV3Features(width=INCEPTION["width"])))
+    weights = {k: _he_init(rng, k, s) for k, s in layout.items()}
+    save_file(weights, str(root / "inception.safetensors"))
+    return dict(
+        export=str(export),
+        loaded=load_sdit_for_inference(str(export)),
+        config=config,
+        inception=str(root / "inception.safetensors"),
+        lpips=_lpips_folder(root),
+        root=root,
+    )
+
+
+def _random_params(config):
+    """Random sDiT parameters from the model's shapes (no eager init: seconds, not a minute)."""
+    _, abstract = split_model(nnx.eval_shape(lambda: build_model(config, config.seed)))
+    rng = np.random.default_rng(1)
+    return jax.tree.map(lambda x: (0.05 * rng.standard_normal(x.shape)).astype(x.dtype), abstract)
+
+
+def _he_init(rng, key, shape):
+    """Conv weights that keep the activations' scale through the depth; identity batch norms."""
+    if key.endswith(("running_var", "bn.weight")):
+        return np.ones(shape, np.float32)
+    if len(shape) < 2:
+        return np.zeros(shape, np.float32)
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / np.prod(shape[1:]))).astype(np.float32)
+
+
+ALEX_CONVS = ((64, 3, 11), (192, 64, 5), (384, 192, 3), (256, 384, 3), (256, 256, 3))
+
+
+def _lpips_folder(root) -> str:
+    """torchvision AlexNet `features` and lpips `lin<i>` weights, as `--lpips_weights DIR` takes."""
+    rng = np.random.default_rng(2)
+    backbone, linear = {}, {}
+    for i, (index, (c_out, c_in, k)) in enumerate(zip((0, 3, 6, 8, 10), ALEX_CONVS)):
+        std = np.sqrt(2.0 / (c_in * k * k))
+        backbone[f"features.{index}.weight"] = rng.normal(0, std, (c_out, c_in, k, k))
+        backbone[f"features.{index}.bias"] = np.zeros(c_out)
+        linear[f"lin{i}.model.1.weight"] = rng.uniform(0, 1, (1, c_out, 1, 1))
+    folder = root / "lpips"
+    os.makedirs(folder)
+    for name, weights in (("alexnet-test.safetensors", backbone), ("alex.safetensors", linear)):
+        save_file({k: v.astype(np.float32) for k, v in weights.items()}, str(folder / name))
+    return str(folder)
+
+
+def _suite(setup):
+    # LPIPS through the flag's folder form; Inception narrow, so loaded here.
+    suite = metric_suite.build_suite(lpips_weights=setup["lpips"])
+    suite.inception = load_inception(setup["inception"], **INCEPTION)
+    del suite.skipped["fid"]
+    return suite
+
+
+def test_report_numbers_files_and_skipped_notes(setup, tmp_path):
+    suite = metric_suite.build_suite()
+    assert suite.skipped["lpips"] == "skipped: no --lpips_weights given"
+    assert suite.skipped["fvd"] == "skipped: no --i3d_weights given"
+    assert "MediaPipe is not installed" in suite.skipped["akd"]
+    out = str(tmp_path / "report")
+    metrics = run_report(setup["export"], out, suite=_suite(setup), loaded=setup["loaded"], **KW)
+    with open(os.path.join(out, "metrics.json")) as f:
+        assert json.load(f) == json.loads(json.dumps(metrics))
+    assert list(metrics["methods"]) == [*METHODS, "copy_source"]
+    assert set(metrics["skipped"]) == {"fvd", "csim_aed", "akd"}
+
+    # The copy-source row, recomputed directly from the held-out frames with the libraries.
+    source = held_out_video(setup["config"], 0, FRAMES)
+    real = np.stack([to_unit_range(source.read_frames(c, np.arange(FRAMES))) for c in range(2)])
+    copy = np.broadcast_to(real[:, :1], real.shape)
+    row = metrics["methods"]["copy_source"]
+    psnr = np.concatenate([psnr_T(copy[c], real[c])[1:] for c in range(CLIPS)])
+    np.testing.assert_allclose(row["psnr_mean"], psnr.mean(), rtol=1e-12)
+    frames_N = real[:, 1:].reshape(-1, *real.shape[2:])
+    ssim_N = ssim(copy[:, 1:].reshape(frames_N.shape), frames_N, data_range=2.0)
+    np.testing.assert_allclose(row["ssim_mean"], float(np.mean(ssim_N)), rtol=1e-5)
+    inception = load_inception(setup["inception"], **INCEPTION)
+    fid = frechet_distance(
+        *feature_statistics(np.asarray(inception(copy[:, 1:].reshape(frames_N.shape)), np.float64)),
+        *feature_statistics(np.asarray(inception(frames_N), np.float64)),
+    )
+    np.testing.assert_allclose(row["fid"], fid, rtol=1e-4)
+    lpips = load_lpips("alex", *metric_suite.lpips_files(setup["lpips"], "alex"))
+    lpips_N = lpips(copy[:, 1:].reshape(frames_N.shape), frames_N)
+    np.testing.assert_allclose(row["lpips_mean"], float(np.mean(lpips_N)), rtol=1e-5)
+    tde = np.abs(np.diff(real, axis=1)).mean(axis=(2, 3, 4))  # copy-source does not move
+    np.testing.assert_allclose(row["tde_mean"], tde.mean(), rtol=1e-5)
+    for method in METHODS:
+        r = metrics["methods"][method]
+        assert r["frames"] == CLIPS * (FRAMES - 1) and np.isfinite(r["fid"]) and r["fid"] > 0
+        assert 0 < r["ssim_mean"] < 1 and r["psnr_mean"] > 0 and metrics["seconds"][method] > 0
+        assert r["lpips_mean"] > 0
+
+    with open(os.path.join(out, "report.md")) as f:
+        text = f.read()
+    assert "| anchored |" in text and "skipped" in text and "- fvd: skipped: no" in text
+    assert "![face colour drift](drift_vs_distance.png)" in text
+    for png in ("drift_vs_distance.png", "psnr_vs_distance.png", "ssim_vs_distance.png"):
+        assert Image.open(os.path.join(out, png)).size == (720, 440)
+    with av.open(os.path.join(out, "clip0_comparison.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == FRAMES and frames[0].shape == (32, 32 * (3 + len(METHODS)), 3)
+
+
+def test_an_interrupted_report_resumes_to_the_same_metrics(setup, tmp_path):
+    kw = dict(suite=metric_suite.build_suite(), loaded=setup["loaded"], **KW)
+    whole = run_report(setup["export"], str(tmp_path / "whole"), **kw)
+    out = str(tmp_path / "resumed")
+    assert run_report(setup["export"], out, max_parts=3, **kw) is None  # stopped: no report
+    parts = sorted(os.listdir(os.path.join(out, "parts")))
+    assert parts == ["anchored_0.npz", "autoregressive_0.npz", "reference_0.npz", "settings.json"]
+    assert not os.path.exists(os.path.join(out, "metrics.json"))
+    mtimes = {p: os.stat(os.path.join(out, "parts", p)).st_mtime_ns for p in parts}
+    resumed = run_report(setup["export"], out, **kw)
+    for p, mtime in mtimes.items():  # finished parts were loaded, not computed again
+        assert os.stat(os.path.join(out, "parts", p)).st_mtime_ns == mtime
+    del whole["seconds"], resumed["seconds"]  # wall times are the only difference
+    assert resumed == whole
+    with pytest.raises(ValueError, match="computed with steps=2, not 3"):
+        run_report(setup["export"], out, **{**kw, "num_steps": 3})
+
+
+CLI_ARGS = ("--frames", "5", "--clips", "1", "--steps", "1", "--methods", "anchored",
+            "--display_size", "32")  # fmt: skip
+
+
+def test_cli_reports_bad_flags_in_one_line(setup, tmp_path):
+    bad = run_module("launch.evaluate", "--checkpoint", setup["export"], *CLI_ARGS,
+                     "--data", "webcam", "--out", tmp_path / "bad")  # fmt: skip
+    assert "--data: expected '', synthetic, video_dir:ROOT" in one_line_error(bad)
+    with pytest.raises(ValueError, match=r"^--inception_weights \S+no.pth: no such file$"):
+        metric_suite.build_suite(inception_weights=str(tmp_path / "no.pth"))
+    with pytest.raises(ValueError, match="--lpips_weights .*: expected alex.pth"):
+        metric_suite.build_suite(lpips_weights=str(tmp_path))
+
+
+@pytest.mark.slow
+def test_cli_writes_the_documented_report(setup, tmp_path):
+    result = run_module("launch.evaluate", "--checkpoint", setup["export"], *CLI_ARGS,
+                        "--out_dir", tmp_path / "cli")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "cli" / "metrics.json") as f:
+        metrics = json.load(f)
+    assert list(metrics["methods"]) == ["anchored", "copy_source"]
+    assert metrics["skipped"]["fid"] == "skipped: no --inception_weights given"
+    assert "| anchored |" in result.stdout
+
+
+def _export_leo(root, name: str, config, params) -> str:
+    """A LEO part in the inference-checkpoint layout `launch.animate` loads."""
+    path = root / name
+    os.makedirs(path)
+    (path / "config.json").write_text(config.to_json_best_effort(indent=2))
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(str(path / "ema_params"), params)
+    return str(path)
+
+
+def _random_like(abstract, seed=0):
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda x: (0.05 * rng.standard_normal(x.shape)).astype(x.dtype), abstract)
+
+
+@pytest.mark.slow  # about a minute on 2 busy cores: the animator's compile
+def test_leo_animator_and_motion_reports(tmp_path):
+    import optax
+
+    from anchored_jax.sampling.leo_motion_generation import delta_statistics
+    from anchored_jax.training.leo_animator_step import init_animator
+    from anchored_jax.training.leo_lmdm_loop import init_lmdm
+    from configs.lmdm import get_config as lmdm_config
+    from data_pipelines.frame_pairs import read_videos
+    from data_pipelines.motion_codes import code_windows
+    from launch.evaluate import evaluate_animator, evaluate_lmdm
+    from launch.train_lmdm import load_codes
+    from tests.launch.test_leo_train_animator import tiny_run_config
+
+    anim = tiny_run_config()
+    _, state = jax.eval_shape(lambda: init_animator(anim, 0, optax.adam(1e-3), optax.adam(1e-3)))
+    animator = _export_leo(tmp_path, "animator", anim, _random_like(state.gen_params))
+    rows = evaluate_animator(animator, videos=2, frames=4)
+    real = read_videos(anim.data, "test", 2, 4)
+    copy = np.broadcast_to(real[:, :1], real.shape)
+    np.testing.assert_allclose(rows["copy_source"]["l1"], np.abs(copy - real)[:, 1:].mean())
+    assert rows["videos"] == 2 and rows["frames"] == 4
+    assert 0 < rows["animator"]["l1"] < 2 and np.isfinite(rows["animator"]["psnr"])
+
+    config = lmdm_config("tiny")
+    config.model.update(width=16, depth=1, num_heads=2, length=4)
+    config.data.update(num_test_identities=1, videos_per_identity=2, video_frames=16)
+    config.diffusion.sample_steps = 2
+    lmdm_state = jax.eval_shape(lambda: init_lmdm(config, 0)[2])
+    lmdm = _export_leo(tmp_path, "lmdm", config, _random_like(lmdm_state.ema_params, seed=1))
+    motion = evaluate_lmdm(lmdm, sequences=3)
+    windows = code_windows(load_codes(config, "test"), 4, 4)
+    real_windows = windows[np.random.default_rng(0).permutation(len(windows))[:3]]
+    assert motion["real_delta_mean"] == delta_statistics(real_windows)["delta_mean"]
+    assert motion["sequences"] == 3 and motion["generated_delta_mean"] > 0
+
+    report.write_report(str(tmp_path / "leo"), {"leo": {"animator": rows, "lmdm": motion}})
+    text = (tmp_path / "leo" / "report.md").read_text()
+    assert "| copy_source |" in text and "| generated |" in text
