@@ -39,7 +39,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from anchored_jax.diffusion.schedules import make_schedule  # noqa: E402
 from anchored_jax.evaluation import metric_suite, report  # noqa: E402
-from anchored_jax.evaluation.consistency_metrics import l1_T, psnr_T  # noqa: E402
+from anchored_jax.evaluation.consistency_metrics import l1_T, psnr_T, ssim_T  # noqa: E402
 from anchored_jax.evaluation.consistency_study import markdown_table  # noqa: E402
 from anchored_jax.sampling.frame_codec import frame_codec  # noqa: E402
 from anchored_jax.sampling.sampler_settings import METHODS, SamplerSettings  # noqa: E402
@@ -309,7 +309,7 @@ def evaluate_animator(workdir: str, videos: int = 8, frames: int = 32) -> dict:
         rows[name] = dict(
             l1=float(l1_T(fake, true).mean()),
             psnr=float(psnr_T(fake, true).mean()),
-            ssim=float(metric_suite.ssim_T(fake, true).mean()),
+            ssim=float(ssim_T(fake, true).mean()),
         )
     return dict(workdir=os.path.abspath(workdir), videos=len(real_BTHWC),
                 frames=real_BTHWC.shape[1], **rows)  # fmt: skip

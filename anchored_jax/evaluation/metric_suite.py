@@ -159,15 +159,6 @@ def build_suite(
     return suite
 
 
-def ssim_T(video_THWC: np.ndarray, real_THWC: np.ndarray) -> np.ndarray:
-    """scikit-image's Gaussian SSIM of each frame pair of [-1, 1] videos (data range 2)."""
-    from anchored_jax.evaluation.image_metrics import ssim
-
-    return _batched(
-        lambda xy: ssim(xy[:, 0], xy[:, 1], data_range=2.0), np.stack([video_THWC, real_THWC], 1)
-    )
-
-
 def _uint8(frames: np.ndarray) -> np.ndarray:
     return np.clip(np.round((frames + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
@@ -205,7 +196,6 @@ def score_clip(
     video_THWC = np.asarray(video_THWC, np.float32)
     real_THWC = np.asarray(real_THWC, np.float32)
     part = frame_metrics(video_THWC, real_THWC, landmarks_TLC)
-    part["ssim"] = ssim_T(video_THWC, real_THWC)
     part["image_size"] = np.asarray(video_THWC.shape[1])
     if suite.lpips is not None:
         part["lpips"] = _batched(

@@ -120,7 +120,9 @@ def test_report_numbers_files_and_skipped_notes(setup, tmp_path):
     psnr = np.concatenate([psnr_T(copy[c], real[c])[1:] for c in range(CLIPS)])
     np.testing.assert_allclose(row["psnr_mean"], psnr.mean(), rtol=1e-12)
     frames_N = real[:, 1:].reshape(-1, *real.shape[2:])
-    ssim_N = ssim(copy[:, 1:].reshape(frames_N.shape), frames_N, data_range=2.0)
+    # SSIM on frames mapped to [0, 1], data range 1 (the convention of 8-bit image papers).
+    unit = lambda a: (a + 1.0) / 2.0  # noqa: E731
+    ssim_N = ssim(unit(copy[:, 1:].reshape(frames_N.shape)), unit(frames_N), data_range=1.0)
     np.testing.assert_allclose(row["ssim_mean"], float(np.mean(ssim_N)), rtol=1e-5)
     inception = load_inception(setup["inception"], **INCEPTION)
     fid = frechet_distance(
