@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(PY) -m launch.reenact --checkpoint $(DEMO_WORKDIR) --driving synthetic:0 \
 		--source synthetic:4 --frames 256 --out $(DEMO_WORKDIR)/reenact/cross_identity.mp4
 	$(PY) -m launch.evaluate --checkpoint $(DEMO_WORKDIR) --frames 256 --clips 1 \
-		--out_dir $(DEMO_WORKDIR)/consistency
+		--out $(DEMO_WORKDIR)/consistency
 
 $(VENV)/.torch-stamp: $(STAMP)
 	$(if $(TORCH),$(PY) -m pip install --quiet '$(TORCH)')
