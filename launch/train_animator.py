@@ -10,7 +10,7 @@ from anchored_jax.models.leo_vgg19 import Vgg19Features, load_vgg19_state_dict
 from anchored_jax.parallel.multihost import process_batch_size
 from anchored_jax.training.config_checks import ConfigError, ensure_writable_workdir
 from anchored_jax.training.leo_animator_loop import train_animator
-from anchored_jax.training.leo_animator_step import animator_config
+from anchored_jax.training.leo_animator_step import GEN_LR_SCHEDULES, animator_config
 from data_pipelines.frame_pairs import build_pair_dataset, read_videos
 
 
@@ -32,6 +32,11 @@ def validate_animator_config(config: ml_collections.ConfigDict) -> None:
     for name in ("gen_learning_rate", "disc_learning_rate"):
         if not training[name] > 0:
             raise ConfigError(f"training.{name}: expected > 0, got {training[name]}")
+    schedule = training.get("gen_lr_schedule", "constant")
+    if schedule not in GEN_LR_SCHEDULES:
+        raise ConfigError(
+            f"training.gen_lr_schedule: expected one of {list(GEN_LR_SCHEDULES)}, got {schedule!r}"
+        )
     for name in ("l1_weight", "perceptual_weight", "gan_weight", "r1_weight"):
         if not losses[name] >= 0:
             raise ConfigError(f"losses.{name}: expected >= 0, got {losses[name]}")

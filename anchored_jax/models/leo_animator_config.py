@@ -9,6 +9,7 @@ import dataclasses
 import math
 
 MIN_IMAGE_SIZE = 16  # the decoder starts at 4x4 and warps from 8x8 up
+INITS = ("lia", "identity")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,6 +20,10 @@ class AnimatorConfig:
     channel_base: int = 16384  # channels at resolution r are min(max_channels, base / r)
     max_channels: int = 512
     motion_layers: int = 5  # linear layers of the motion MLP, no activations
+    # "lia": LIA's random init. "identity": the generator starts as copy-source (the warp of
+    # the source's full-size feature passes straight through to RGB); see
+    # leo_generator.identity_start. Initial values only: parameters and math are LIA's.
+    init: str = "lia"
 
     def __post_init__(self):
         s = self.image_size
@@ -30,6 +35,12 @@ class AnimatorConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"model.{name}: expected a positive integer, got {value!r}")
+        if self.init not in INITS:
+            raise ValueError(f"model.init: expected one of {list(INITS)}, got {self.init!r}")
+        if self.init == "identity" and self.channels(s) < 6:
+            raise ValueError(
+                f"model.init: 'identity' needs >= 6 channels at {s}x{s}, got {self.channels(s)}"
+            )
         if self.motion_dim > self.style_dim:
             raise ValueError(
                 f"model.motion_dim: {self.motion_dim} directions cannot be orthonormal in "

@@ -9,6 +9,8 @@ at that scale, and the decoder continues from `warped*mask + decoder*(1-mask)`. 
 (fed the masked warped feature) and the flow skips are summed across scales.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -130,6 +132,49 @@ class LeoSynthesis(nnx.Module):
         return rgb
 
 
+IDENTITY_MASK_LOGIT = 2.0  # full-size mask starts at sigmoid(2) = 0.88: open, still trainable
+
+
+def identity_start(gen: "LeoGenerator") -> None:
+    """Sets initial values so that the generator renders its source frame, whatever the motion.
+
+    Then copy-source is where training starts, not noise (up to LIA's identity grid, which
+    under align_corners=False stretches the frame by W/(W-1) about its centre). Only values
+    change: the modules and their math stay LIA's. The encoder's first (1x1) conv puts +x and
+    -x of each colour in channels 0-5, so their difference after the leaky ReLU is
+    1.2 * sqrt(2) * x; every flow head outputs zero offset (identity grid), the full-size mask
+    opens to sigmoid(2); the full-size RGB head reads that difference back (its activation
+    biased into the linear side), and the lower-scale RGB heads start at zero. The zeroed
+    weights still get gradients (their inputs are not zero).
+    """
+    size = gen.config.image_size
+    c = gen.config.channels(size)
+    first = gen.enc.net_app.convs[0]  # ConvLayer(3, c, 1): weight [1, 1, 3, c] * 1/sqrt(3)
+    w = first.conv.weight[...]
+    eye = jnp.eye(3) * jnp.sqrt(3.0)  # pre-activation +x_k in channel k, -x_k in channel 3+k
+    first.conv.weight[...] = w.at[0, 0, :, :6].set(jnp.concatenate([eye, -eye], axis=1))
+    first.act.bias[...] = first.act.bias[...].at[:6].set(0.0)
+
+    for to_flow in gen.dec.to_flows:
+        to_flow.conv.weight[...] = jnp.zeros_like(to_flow.conv.weight[...])
+        to_flow.bias[...] = jnp.zeros((3,), jnp.float32)
+    gen.dec.to_flows[-1].bias[...] = jnp.array([0.0, 0.0, IDENTITY_MASK_LOGIT], jnp.float32)
+    mask = 1.0 / (1.0 + math.exp(-IDENTITY_MASK_LOGIT))  # a Python float: init runs under jit
+
+    for to_rgb in gen.dec.to_rgbs:
+        to_rgb.conv.conv.weight[...] = jnp.zeros_like(to_rgb.conv.conv.weight[...])
+        to_rgb.conv.act.bias[...] = jnp.zeros((3,), jnp.float32)
+        to_rgb.bias[...] = jnp.zeros((3,), jnp.float32)
+    # Full size: out = sqrt(2) * lrelu(beta * x + 1) - sqrt(2), linear for |x| <= 1 since
+    # beta = 1/sqrt(2); the 1x1 conv scales its weight by 1/sqrt(c) (equalised lr).
+    last = gen.dec.to_rgbs[-1].conv
+    gain = math.sqrt(c) / (2.0 * 1.2 * mask)  # beta / (sqrt(2) * 1.2 * mask) * sqrt(c)
+    pick = jnp.concatenate([jnp.eye(3), -jnp.eye(3), jnp.zeros((c - 6, 3))]) * gain
+    last.conv.weight[...] = pick[None, None]
+    last.act.bias[...] = jnp.ones((3,), jnp.float32)
+    gen.dec.to_rgbs[-1].bias[...] = jnp.full((3,), -jnp.sqrt(2.0), jnp.float32)
+
+
 class LeoGenerator(nnx.Module):
     """Encoder + flow decoder: renders a source frame with another frame's (or a code's) motion."""
 
@@ -137,6 +182,8 @@ class LeoGenerator(nnx.Module):
         self.config = config
         self.enc = LeoEncoder(config, rngs=rngs)
         self.dec = LeoSynthesis(config, rngs=rngs)
+        if config.init == "identity":
+            identity_start(self)
 
     def encode(self, x_BHWC: jax.Array):
         """`(z_BD, feats, alpha_BM)`: appearance latent, skip features, motion magnitudes."""

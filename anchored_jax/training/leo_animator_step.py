@@ -53,9 +53,24 @@ def animator_config(config: ml_collections.ConfigDict) -> AnimatorConfig:
     return AnimatorConfig(**config.model.to_dict())
 
 
+GEN_LR_SCHEDULES = ("constant", "cosine")
+
+
 def make_optimizers(training: ml_collections.ConfigDict):
-    """Adam for G and D, betas (0, 0.99): no momentum keeps the GAN game stable (StyleGAN2)."""
-    gen = optax.adam(training.gen_learning_rate, b1=training.b1, b2=training.b2)
+    """Adam for G and D, betas (0, 0.99) as LIA: no momentum keeps the GAN game stable.
+
+    `training.gen_lr_schedule`: "constant" (LIA) or "cosine" (decays the generator's rate to
+    0 at `num_steps`: a short run ends on low-noise weights rather than on a noisy step).
+    """
+    schedule = training.get("gen_lr_schedule", "constant")
+    gen_lr = training.gen_learning_rate
+    if schedule == "cosine":
+        gen_lr = optax.cosine_decay_schedule(gen_lr, training.num_steps)
+    elif schedule != "constant":
+        raise ValueError(
+            f"training.gen_lr_schedule: expected one of {list(GEN_LR_SCHEDULES)}, got {schedule!r}"
+        )
+    gen = optax.adam(gen_lr, b1=training.b1, b2=training.b2)
     disc = optax.adam(training.disc_learning_rate, b1=training.b1, b2=training.b2)
     return gen, disc
 
@@ -148,7 +163,8 @@ def make_train_step(graphs: AnimatorGraphs, gen_tx, disc_tx, losses: ml_collecti
 def make_reconstruction_step(graphs: AnimatorGraphs):
     """`(gen_params, video_BTHWC) -> (recon_BTHWC, metrics)`: self-reconstruction.
 
-    Frame 0 is the source and every frame drives it (absolute mode). The copy-source baseline
+    Frame 0 is the source and every frame drives it (absolute mode, as LIA's evaluation.py:
+    `gen(frame_0, frame_t)`). The copy-source baseline
     predicts frame 0 for every frame; the metrics exclude frame 0, which both get for free.
     """
 
@@ -163,7 +179,8 @@ def make_reconstruction_step(graphs: AnimatorGraphs):
             return None, gen.render(z_s, feats, alpha)
 
         _, recon_TBHWC = jax.lax.scan(render_frame, None, frames_TBHWC)
-        recon_BTHWC = jnp.swapaxes(recon_TBHWC, 0, 1)
+        # Frames live in [-1, 1] (what the figure and any saved video show), so clip.
+        recon_BTHWC = jnp.clip(jnp.swapaxes(recon_TBHWC, 0, 1), -1.0, 1.0)
         real = video_BTHWC[:, 1:].reshape(-1, *video_BTHWC.shape[2:])
         fake = recon_BTHWC[:, 1:].reshape(real.shape)
         copy = jnp.broadcast_to(video_BTHWC[:, :1], video_BTHWC[:, 1:].shape).reshape(real.shape)

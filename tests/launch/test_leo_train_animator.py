@@ -18,6 +18,8 @@ TINY = "configs/animator.py:tiny"
         ("--config.model.image_size=48", "model.image_size: expected a power of two"),
         ("--config.losses.perceptual_weight=1.0", "losses.vgg19_weights: the perceptual loss"),
         ("--config.data.max_pair_gap=-1", "data.max_pair_gap: expected an integer >= 0"),
+        ("--config.model.init=zeros", "model.init: expected one of ['lia', 'identity']"),
+        ("--config.training.gen_lr_schedule=step", "training.gen_lr_schedule: expected one of"),
     ],
 )
 def test_bad_animator_config_gives_one_line(tmp_path, override, expected):
