@@ -11,14 +11,15 @@ With a trained animator, extract real codes with its encoder instead:
       --config.data.code_source=animator --config.data.animator_workdir=runs/animator_tiny
 
 Variants: tiny (CPU) | base (LEO-sized sequences: L = 64, wider transformer).
+LEO's 1-D temporal U-Net instead of the transformer: --config.model.architecture=unet.
 """
 
 import ml_collections
 
-# (sequence length L, width, depth, heads, batch size, steps)
+# (sequence length L, width, depth, heads, batch size, steps, U-Net channels per level)
 _VARIANTS = {
-    "tiny": (16, 96, 3, 4, 32, 6000),
-    "base": (64, 512, 8, 8, 128, 200_000),
+    "tiny": (16, 96, 3, 4, 32, 6000, (32, 64)),
+    "base": (64, 512, 8, 8, 128, 200_000, (128, 256, 512)),
 }
 
 
@@ -26,7 +27,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     variant = arg or "tiny"
     if variant not in _VARIANTS:
         raise ValueError(f"config argument: expected one of {sorted(_VARIANTS)}, got {variant!r}")
-    length, width, depth, heads, batch_size, num_steps = _VARIANTS[variant]
+    length, width, depth, heads, batch_size, num_steps, unet_channels = _VARIANTS[variant]
     tiny = variant == "tiny"
 
     config = ml_collections.ConfigDict()
@@ -50,14 +51,18 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     data.window_stride = 4  # frames between the starts of consecutive training windows
     data.animator_workdir = ""  # code_source=animator: the animator run to take the encoder from
 
-    # --- model: transformer denoiser of offsets m = alpha - alpha_1 (LMC) -------------------
+    # --- model: denoiser of offsets m = alpha - alpha_1 (LMC) -------------------------------
     config.model = model = ml_collections.ConfigDict()
     model.motion_dim = 20  # magnitudes per code; must equal the animator's motion_dim
     model.length = length  # L codes per sequence, alpha_1 included
-    model.width = width  # token width
-    model.depth = depth  # transformer blocks
-    model.num_heads = heads  # temporal attention heads
-    model.mlp_ratio = 4.0  # MLP hidden width / width
+    # transformer (attention at every step, the tested default) | unet (LEO's paper: convs over
+    # time, attention only at the lowest resolution; L must be a multiple of 2**(levels-1)).
+    model.architecture = "transformer"
+    model.width = width  # token width (unet: timestep-embedding width)
+    model.depth = depth  # transformer blocks (unused by unet)
+    model.num_heads = heads  # temporal attention heads (unet: must divide unet_channels[-1])
+    model.mlp_ratio = 4.0  # MLP hidden width / width (unused by unet)
+    model.unet_channels = unet_channels  # unet: channels per level (multiples of 8), L halved
 
     # --- diffusion ---------------------------------------------------------------------------
     config.diffusion = diffusion = ml_collections.ConfigDict()

@@ -1,4 +1,4 @@
-"""LEO phase 2: the Latent Motion Diffusion Model (LMDM), a transformer over motion codes.
+"""LEO phase 2: the Latent Motion Diffusion Model (LMDM), a denoiser over motion codes.
 
 The animator turns a frame into 20 motion magnitudes alpha. The LMDM generates sequences of
 them: it denoises the offsets `m_BLM = alpha_BLM - alpha_1` of an L-step sequence from its
@@ -6,8 +6,13 @@ first code alpha_1. The Linear Motion Condition (LMC) concatenates alpha_1 to ev
 input; in unconditional mode (dropped per example for classifier-free guidance) a learned null
 code stands in for it. The codes are then `alpha = m + alpha_1` (`codes_from_offsets`).
 
-Each block is pre-norm temporal self-attention over the L steps plus an MLP; the diffusion
-timestep is a sinusoid through a small MLP, added to every step's token.
+`model.architecture` picks the backbone between the shared input projection, timestep MLP and
+zero-initialised output layer:
+- "transformer": pre-norm temporal self-attention blocks over the L steps plus an MLP; the
+  timestep embedding is added to every step's token.
+- "unet": the 1-D temporal U-Net of LEO's paper (Wang et al.): kernel-3 conv residual blocks
+  (GroupNorm, SiLU, timestep embedding added), halving/doubling L between levels with skip
+  connections, and one temporal self-attention block at the lowest resolution.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from flax import nnx
 from anchored_jax.models.embeddings import sincos_1d, timestep_features
 
 TIMESTEP_FEATURES = 256  # width of the timestep sinusoid fed to the embedding MLP
+ARCHITECTURES = ("transformer", "unet")
+UNET_GROUPS = 8  # GroupNorm groups in the U-Net; every unet_channels entry is a multiple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +41,10 @@ class LmdmConfig:
     depth: int = 4  # transformer blocks
     num_heads: int = 4  # attention heads; must divide width
     mlp_ratio: float = 4.0  # MLP hidden width / width
+    architecture: str = "transformer"  # transformer | unet
+    # unet: channels per level (full L, L/2, ...); width is then the timestep-embedding width,
+    # depth and mlp_ratio are unused, and num_heads must divide the last entry.
+    unet_channels: tuple[int, ...] = (64, 128)
 
     def __post_init__(self):
         for name in ("motion_dim", "length", "width", "depth", "num_heads"):
@@ -42,13 +53,51 @@ class LmdmConfig:
                 raise ValueError(f"model.{name}: expected a positive int, got {value!r}")
         if self.length < 2:
             raise ValueError(f"model.length: expected >= 2 (alpha_1 plus one), got {self.length}")
-        if self.width % self.num_heads:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"model.architecture: expected one of {ARCHITECTURES}, got {self.architecture!r}"
+            )
+        if self.architecture == "unet":
+            self._validate_unet()
+        elif self.width % self.num_heads:
             raise ValueError(
                 f"model.num_heads: expected a divisor of model.width ({self.width}), "
                 f"got {self.num_heads}"
             )
         if not self.mlp_ratio > 0:
             raise ValueError(f"model.mlp_ratio: expected > 0, got {self.mlp_ratio}")
+
+    def _validate_unet(self):
+        channels = self.unet_channels
+        # A config restored from JSON holds a list; the config is hashed as part of a graphdef.
+        if isinstance(channels, list):
+            channels = tuple(channels)
+            object.__setattr__(self, "unet_channels", channels)
+        if (
+            not isinstance(channels, tuple)
+            or not channels
+            or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels)
+            or any(c % UNET_GROUPS for c in channels)
+        ):
+            raise ValueError(
+                f"model.unet_channels: expected a non-empty tuple of positive multiples of "
+                f"{UNET_GROUPS}, got {channels!r}"
+            )
+        if self.length % self.unet_factor:
+            raise ValueError(
+                f"model.length: expected a multiple of {self.unet_factor} (2**(levels-1) for "
+                f"model.unet_channels {channels}), got {self.length}"
+            )
+        if channels[-1] % self.num_heads:
+            raise ValueError(
+                f"model.num_heads: expected a divisor of model.unet_channels[-1] "
+                f"({channels[-1]}), got {self.num_heads}"
+            )
+
+    @property
+    def unet_factor(self) -> int:
+        """The U-Net's total downsampling of L: 2**(levels-1)."""
+        return 2 ** (len(self.unet_channels) - 1)
 
 
 class TemporalBlock(nnx.Module):
@@ -70,21 +119,88 @@ class TemporalBlock(nnx.Module):
         return h_BLW + self.fc2(jax.nn.gelu(self.fc1(self.norm2(h_BLW))))
 
 
+class UnetResBlock(nnx.Module):
+    """Two kernel-3 convs over time (GroupNorm, SiLU), the timestep embedding added between."""
+
+    def __init__(self, c_in: int, c_out: int, t_width: int, *, rngs: nnx.Rngs):
+        self.norm1 = nnx.GroupNorm(c_in, num_groups=UNET_GROUPS, rngs=rngs)
+        self.conv1 = nnx.Conv(c_in, c_out, (3,), rngs=rngs)
+        self.t_proj = nnx.Linear(t_width, c_out, rngs=rngs)
+        self.norm2 = nnx.GroupNorm(c_out, num_groups=UNET_GROUPS, rngs=rngs)
+        self.conv2 = nnx.Conv(c_out, c_out, (3,), rngs=rngs)
+        self.skip = nnx.Linear(c_in, c_out, rngs=rngs) if c_in != c_out else None
+
+    def __call__(self, x_BLC: jax.Array, t_emb_BLT: jax.Array) -> jax.Array:
+        h_BLC = self.conv1(jax.nn.silu(self.norm1(x_BLC)))
+        h_BLC = h_BLC + self.t_proj(jax.nn.silu(t_emb_BLT))
+        h_BLC = self.conv2(jax.nn.silu(self.norm2(h_BLC)))
+        return (x_BLC if self.skip is None else self.skip(x_BLC)) + h_BLC
+
+
+class TemporalUnet(nnx.Module):
+    """`(h_BLC, t_emb_BLT) -> h_BLC`: the U-Net body, channels unet_channels[0] in and out."""
+
+    def __init__(self, config: LmdmConfig, *, rngs: nnx.Rngs):
+        ch, tw = config.unet_channels, config.width
+        self.down = nnx.List(
+            [UnetResBlock(c_in, c, tw, rngs=rngs) for c_in, c in zip((ch[0],) + ch[:-1], ch)]
+        )
+        self.downsample = nnx.List([nnx.Conv(c, c, (3,), strides=(2,), rngs=rngs) for c in ch[:-1]])
+        self.attn_norm = nnx.GroupNorm(ch[-1], num_groups=UNET_GROUPS, rngs=rngs)
+        self.attn = nnx.MultiHeadAttention(
+            num_heads=config.num_heads, in_features=ch[-1], decode=False, rngs=rngs
+        )
+        self.mid = UnetResBlock(ch[-1], ch[-1], tw, rngs=rngs)
+        # Level i upsamples level i+1 (nearest x2 + conv), concatenates its skip, then mixes.
+        self.upsample = nnx.List([nnx.Conv(c, c, (3,), rngs=rngs) for c in ch[1:]])
+        self.up = nnx.List(
+            [UnetResBlock(ch[i + 1] + ch[i], ch[i], tw, rngs=rngs) for i in range(len(ch) - 1)]
+        )
+
+    def __call__(self, h_BLC: jax.Array, t_emb_BLT: jax.Array) -> jax.Array:
+        skips, t_embs = [], []
+        for level, block in enumerate(self.down):
+            h_BLC = block(h_BLC, t_emb_BLT)
+            if level < len(self.downsample):
+                skips.append(h_BLC)
+                t_embs.append(t_emb_BLT)
+                h_BLC = self.downsample[level](h_BLC)
+                # Per-step timesteps: each coarse step gets the mean embedding of its two steps.
+                b, length, tw = t_emb_BLT.shape
+                t_emb_BLT = t_emb_BLT.reshape(b, length // 2, 2, tw).mean(2)
+        # Positions for the only order-blind layer (as the transformer's), then attention.
+        positions_LC = sincos_1d(h_BLC.shape[-1], np.arange(h_BLC.shape[1]))
+        h_BLC = h_BLC + jnp.asarray(positions_LC, jnp.float32)
+        h_BLC = h_BLC + self.attn(self.attn_norm(h_BLC))
+        h_BLC = self.mid(h_BLC, t_emb_BLT)
+        for level in reversed(range(len(self.up))):
+            h_BLC = self.upsample[level](jnp.repeat(h_BLC, 2, axis=1))
+            h_BLC = jnp.concatenate([h_BLC, skips[level]], -1)
+            h_BLC = self.up[level](h_BLC, t_embs[level])
+        return h_BLC
+
+
 class LatentMotionDenoiser(nnx.Module):
     """`(m_t_BLM, t_BL, alpha1_BM) -> model output_BLM` (epsilon, v or x0 of the offsets m)."""
 
     def __init__(self, config: LmdmConfig, *, rngs: nnx.Rngs):
         self.config = config
         m, w = config.motion_dim, config.width
+        unet = config.architecture == "unet"
+        c = config.unet_channels[0] if unet else w  # width of the per-step features
         # LMC: every step's input is [m_t | alpha_1], 2M wide.
-        self.embed_in = nnx.Linear(2 * m, w, rngs=rngs)
+        self.embed_in = nnx.Linear(2 * m, c, rngs=rngs)
         self.null_code = nnx.Param(jnp.zeros((m,), jnp.float32))
         self.t_fc1 = nnx.Linear(TIMESTEP_FEATURES, w, rngs=rngs)
         self.t_fc2 = nnx.Linear(w, w, rngs=rngs)
-        self.blocks = nnx.List([TemporalBlock(config, rngs=rngs) for _ in range(config.depth)])
-        self.norm_out = nnx.LayerNorm(w, rngs=rngs)
+        if unet:
+            self.unet = TemporalUnet(config, rngs=rngs)
+            self.norm_out = nnx.GroupNorm(c, num_groups=UNET_GROUPS, rngs=rngs)
+        else:
+            self.blocks = nnx.List([TemporalBlock(config, rngs=rngs) for _ in range(config.depth)])
+            self.norm_out = nnx.LayerNorm(w, rngs=rngs)
         # Zero output layer: the untrained model predicts 0 (DiT's adaLN-zero spirit).
-        self.out = nnx.Linear(w, m, kernel_init=nnx.initializers.zeros, rngs=rngs)
+        self.out = nnx.Linear(c, m, kernel_init=nnx.initializers.zeros, rngs=rngs)
 
     def __call__(
         self,
@@ -95,10 +211,12 @@ class LatentMotionDenoiser(nnx.Module):
         drop_condition_B: jax.Array | None = None,
     ) -> jax.Array:
         b, length, m = m_t_BLM.shape
-        if m != self.config.motion_dim or length > self.config.length:
+        unet = self.config.architecture == "unet"
+        factor = self.config.unet_factor if unet else 1
+        if m != self.config.motion_dim or length > self.config.length or length % factor:
             raise ValueError(
-                f"lmdm.m_t_BLM: expected (B, <= {self.config.length}, {self.config.motion_dim}),"
-                f" got {m_t_BLM.shape}"
+                f"lmdm.m_t_BLM: expected (B, <= {self.config.length} and a multiple of {factor},"
+                f" {self.config.motion_dim}), got {m_t_BLM.shape}"
             )
         cond_BM = alpha1_BM.astype(jnp.float32)
         if drop_condition_B is not None:
@@ -107,6 +225,9 @@ class LatentMotionDenoiser(nnx.Module):
         cond_BLM = jnp.broadcast_to(cond_BM[:, None, :], (b, length, m))
         h_BLW = self.embed_in(jnp.concatenate([m_t_BLM.astype(jnp.float32), cond_BLM], -1))
         t_emb_BLW = self.t_fc2(jax.nn.silu(self.t_fc1(timestep_features(t_BL))))
+        if unet:
+            h_BLC = self.unet(h_BLW, t_emb_BLW)
+            return self.out(jax.nn.silu(self.norm_out(h_BLC)))
         # Fixed sinusoidal step positions (a trace-time constant), as DiT's patch positions.
         positions_LW = jnp.asarray(sincos_1d(self.config.width, np.arange(length)), jnp.float32)
         h_BLW = h_BLW + t_emb_BLW + positions_LW
