@@ -47,6 +47,10 @@ class LmdmConfig:
     unet_channels: tuple[int, ...] = (64, 128)
 
     def __post_init__(self):
+        # A config restored from JSON holds a list; the config is hashed as part of a graphdef,
+        # whichever the architecture.
+        if isinstance(self.unet_channels, list):
+            object.__setattr__(self, "unet_channels", tuple(self.unet_channels))
         for name in ("motion_dim", "length", "width", "depth", "num_heads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -69,10 +73,6 @@ class LmdmConfig:
 
     def _validate_unet(self):
         channels = self.unet_channels
-        # A config restored from JSON holds a list; the config is hashed as part of a graphdef.
-        if isinstance(channels, list):
-            channels = tuple(channels)
-            object.__setattr__(self, "unet_channels", channels)
         if (
             not isinstance(channels, tuple)
             or not channels
