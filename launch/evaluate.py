@@ -42,7 +42,7 @@ from anchored_jax.evaluation import metric_suite, report  # noqa: E402
 from anchored_jax.evaluation.consistency_metrics import l1_T, psnr_T, ssim_T  # noqa: E402
 from anchored_jax.evaluation.consistency_study import markdown_table  # noqa: E402
 from anchored_jax.sampling.frame_codec import frame_codec  # noqa: E402
-from anchored_jax.sampling.sampler_settings import METHODS, SamplerSettings  # noqa: E402
+from anchored_jax.sampling.sampler_settings import METHODS, comparison_run  # noqa: E402
 from anchored_jax.sampling.segment_plan import PLAN_KINDS, plan_segments  # noqa: E402
 from anchored_jax.sampling.video_generation import generate_video, training_window_s  # noqa: E402
 from anchored_jax.training.inference_checkpoint import load_sdit_for_inference  # noqa: E402
@@ -101,16 +101,15 @@ def _generate(loaded, codec, method, clip, real_THWC, landmarks_TLC, fps, opts):
     """One method's video of one clip, with a progress bar over its steps (or segments)."""
     config, graphdef, params = loaded
     T = len(real_THWC)
-    # The autoregressive chain hands frames on in time order: contiguous only.
-    kind = "contiguous" if method == "autoregressive" else opts["plan"]
-    plan = plan_segments(T, config.data.clip_frames, 0, kind, seed=opts["seed"])
-    settings = SamplerSettings(
-        method=method,
-        anchor="known" if method != "independent" else "generated",
+    kind, settings = comparison_run(
+        method,
+        opts["plan"],
+        anchor="known",
         num_steps=opts["steps"],
         chunk_size=opts["chunk_size"],
         max_anchor_gap_s=opts["max_anchor_gap_s"],
     )
+    plan = plan_segments(T, config.data.clip_frames, 0, kind, seed=opts["seed"])
     source_model = codec.encode(real_THWC[0])
     total = plan.num_segments if method == "autoregressive" else opts["steps"]
     bar, tick = progress_bar(total, f"clip {clip} {method}")

@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 from anchored_jax.diffusion.schedules import make_schedule  # noqa: E402
 from anchored_jax.evaluation.consistency_study import frame_metrics, summarize  # noqa: E402
 from anchored_jax.evaluation.sweep_report import write_sweep_report  # noqa: E402
-from anchored_jax.sampling.sampler_settings import METHODS, SamplerSettings  # noqa: E402
+from anchored_jax.sampling.sampler_settings import METHODS, SamplerSettings, comparison_run  # noqa: E402
 from anchored_jax.sampling.segment_plan import plan_segments  # noqa: E402
 from anchored_jax.sampling.video_generation import generate_video, training_window_s  # noqa: E402
 from anchored_jax.training.config_checks import validate_sdit_config  # noqa: E402
@@ -211,12 +211,7 @@ def evaluate_variant(loaded, sampling: dict, evaluation: dict) -> dict:
         copy_THWC = np.broadcast_to(real_THWC[:1], real_THWC.shape)
         per_method["copy_source"].append(frame_metrics(copy_THWC, real_THWC, landmarks_TLC))
         for method in methods:
-            # As in launch.evaluate: the independent baseline generates its own anchors, and
-            # the autoregressive chain hands frames on in time order.
-            chosen = dict(settings, method=method)
-            if method == "independent":
-                chosen["anchor"] = "generated"
-            kind = "contiguous" if method == "autoregressive" else plan_kind
+            kind, chosen = comparison_run(method, plan_kind, **settings)
             plan = plan_segments(frames, config.data.clip_frames, 0, kind, seed=evaluation["seed"])
             start = time.perf_counter()
             video_THWC, _ = generate_video(
@@ -224,7 +219,7 @@ def evaluate_variant(loaded, sampling: dict, evaluation: dict) -> dict:
                 prediction=config.diffusion.prediction, plan=plan,
                 landmarks_TLC=landmarks_TLC, frame_times_T=np.arange(frames) / record.fps,
                 identity=real_THWC[0], source_HWC=real_THWC[0],
-                settings=SamplerSettings(**chosen), key=jax.random.key(evaluation["seed"] + clip),
+                settings=chosen, key=jax.random.key(evaluation["seed"] + clip),
             )  # fmt: skip
             seconds[method] += time.perf_counter() - start
             per_method[method].append(frame_metrics(video_THWC, real_THWC, landmarks_TLC))

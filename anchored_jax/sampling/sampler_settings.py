@@ -80,3 +80,13 @@ class SamplerSettings:
         if self.identity_scale != 1.0:
             branches.append("uncond")
         return tuple(branches)
+
+
+def comparison_run(method: str, plan_kind: str, **settings) -> tuple[str, SamplerSettings]:
+    """The segment-plan kind and settings of one method in a method comparison: the independent
+    baseline generates its own anchors, and the autoregressive chain hands frames on in time
+    order, so it always uses the contiguous plan."""
+    if method == "independent":
+        settings["anchor"] = "generated"
+    kind = "contiguous" if method == "autoregressive" else plan_kind
+    return kind, SamplerSettings(method=method, **settings)
