@@ -16,8 +16,17 @@ It prints the median step time, the achieved FLOP/s of each (analytic matmul and
 FLOPs, x3 for forward + backward) and their ratio. Because both run in the same process on
 the same cores, the ratio is meaningful on a noisy shared machine where bare times are not.
 Any other knob is overridden as usual (`--config.model.remat_policy=dots`).
+
+3. the step's own dots, timed alone: every `dot_general` in the step's jaxpr (a scan body's
+   dots count once per layer), each jitted by itself on random operands of its shapes. Their
+   summed time is what the step would take if it did nothing but its matmuls, at the speed
+   XLA:CPU's dot library reaches at those shapes; the step / matmul ratio cannot rise above
+   the one this time gives (`--dot_table` lists the dots, slowest first).
 """
 
+import collections
+import dataclasses
+import math
 import os
 import sys
 import time
@@ -30,6 +39,7 @@ from launch.bench_train import _BATCH, _CONFIG, _STEPS, measure_train_step, prin
 
 _MATMUL_N = flags.DEFINE_integer("matmul_n", 2048, "Side of the square matmul ceiling.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed matmuls (median).")
+_DOT_TABLE = flags.DEFINE_integer("dot_table", 0, "Print the N slowest of the step's dots.")
 
 
 def make_dit_equivalent(config, batch_size: int) -> None:
@@ -61,6 +71,90 @@ def matmul_flops_per_s(n: int, repeats: int) -> float:
     return 2.0 * n**3 / sorted(times)[len(times) // 2]
 
 
+@dataclasses.dataclass(frozen=True)
+class Dot:
+    """One `dot_general` of a traced step: operand shapes, dimension numbers, dtypes."""
+
+    lhs: tuple[int, ...]
+    rhs: tuple[int, ...]
+    out: tuple[int, ...]
+    dimension_numbers: tuple
+    dtype: str
+    out_dtype: str
+
+    @property
+    def flops(self) -> float:
+        (lhs_contracting, _), _ = self.dimension_numbers
+        return 2.0 * math.prod(self.out) * math.prod(self.lhs[i] for i in lhs_contracting)
+
+    def describe(self) -> str:
+        (lc, rc), (lb, rb) = self.dimension_numbers
+        shapes = f"{list(self.lhs)} x {list(self.rhs)} -> {list(self.out)}"
+        return f"{shapes} (contract {lc}/{rc}, batch {lb}/{rb})"
+
+
+def step_dots(jaxpr) -> collections.Counter:
+    """Every `dot_general` in `jaxpr` (a ClosedJaxpr), with how often one run executes it.
+
+    Sub-jaxprs (jit, remat, custom derivatives, cond branches) are walked; a scan body
+    counts `length` times. A while loop's trip count is unknown, so its body counts once.
+    """
+    from jax.extend import core as jcore
+
+    counts = collections.Counter()
+
+    def walk(inner, times):
+        for eqn in inner.eqns:
+            if eqn.primitive.name == "dot_general":
+                lhs, rhs = (v.aval for v in eqn.invars)
+                out = eqn.outvars[0].aval
+                dn = eqn.params["dimension_numbers"]
+                dn = tuple(tuple(tuple(axes) for axes in pair) for pair in dn)
+                dot = Dot(lhs.shape, rhs.shape, out.shape, dn, str(lhs.dtype), str(out.dtype))
+                counts[dot] += times
+            repeat = eqn.params.get("length", 1) if eqn.primitive.name == "scan" else 1
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (tuple, list)) else (value,):
+                    if isinstance(sub, jcore.ClosedJaxpr):
+                        walk(sub.jaxpr, times * repeat)
+                    elif isinstance(sub, jcore.Jaxpr):
+                        walk(sub, times * repeat)
+
+    walk(jaxpr.jaxpr, 1)
+    return counts
+
+
+def time_dot(dot: Dot, repeats: int) -> float:
+    """Median seconds of `dot` jitted alone on random operands (after one warm-up call)."""
+    import functools
+
+    import jax
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lhs = jax.numpy.asarray(rng.standard_normal(dot.lhs), dot.dtype)
+    rhs = jax.numpy.asarray(rng.standard_normal(dot.rhs), dot.dtype)
+    fn = functools.partial(
+        jax.lax.dot_general,
+        dimension_numbers=dot.dimension_numbers,
+        preferred_element_type=np.dtype(dot.out_dtype),
+    )
+    compiled = jax.jit(fn).lower(lhs, rhs).compile()
+    jax.block_until_ready(compiled(lhs, rhs))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(lhs, rhs))
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def time_step_dots(jaxpr, repeats: int) -> list[tuple[Dot, int, float]]:
+    """`(dot, count, seconds per call)` for each distinct dot of the step, slowest total first."""
+    rows = [(dot, n, time_dot(dot, repeats)) for dot, n in step_dots(jaxpr).items()]
+    return sorted(rows, key=lambda row: -row[1] * row[2])
+
+
 def main(argv):
     del argv
     import jax
@@ -70,6 +164,9 @@ def main(argv):
     ceiling = matmul_flops_per_s(_MATMUL_N.value, _REPEATS.value)
     r = measure_train_step(config, _STEPS.value)
     achieved = r["flops_per_step"] / r["step_s_median"]
+    dots = time_step_dots(r["jaxpr"], _REPEATS.value)
+    dots_s = sum(n * seconds for _, n, seconds in dots)
+    dots_flops = sum(n * dot.flops for dot, n, _ in dots)
     m = config.model
     overrides = [arg for arg in sys.argv[1:] if arg.startswith("--config.")]
     print_table(
@@ -85,6 +182,20 @@ def main(argv):
             ("train step GFLOP/s", f"{achieved / 1e9:.1f}"),
             (f"matmul {_MATMUL_N.value}^2 GFLOP/s", f"{ceiling / 1e9:.1f}"),
             ("step / matmul", f"{achieved / ceiling:.1%}   (goal >= 85%)"),
+            ("step's dots timed alone (s)", f"{dots_s:.4f}   ({sum(n for _, n, _ in dots)} calls)"),
+            ("  their GFLOP/s", f"{dots_flops / dots_s / 1e9:.1f}"),
+            ("  step / matmul at that time", f"{r['flops_per_step'] / dots_s / ceiling:.1%}"),
+            ("  step time outside them (s)", f"{r['step_s_median'] - dots_s:.4f}"),
             ("loss", f"{r['loss']:.4f}"),
         ]
     )
+    if _DOT_TABLE.value:
+        print()
+        print("| dot | calls | ms each | GFLOP/s | share of the dots' time |")
+        print("|---|---|---|---|---|")
+        for dot, n, seconds in dots[: _DOT_TABLE.value]:
+            share = n * seconds / dots_s
+            print(
+                f"| {dot.describe()} | {n} | {seconds * 1e3:.2f} | "
+                f"{dot.flops / seconds / 1e9:.1f} | {share:.1%} |"
+            )

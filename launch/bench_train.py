@@ -86,7 +86,8 @@ def measure_train_step(config, steps: int) -> dict:
         batch = setup.to_device(random_batch(config, batch_size, np.random.default_rng(0)))
         key = jax.random.key(0)
         t0 = time.perf_counter()
-        compiled = setup.train_step.lower(state, batch, key).compile()
+        traced = setup.train_step.trace(state, batch, key)
+        compiled = traced.lower().compile()
         compile_s = time.perf_counter() - t0
         state, metrics = compiled(state, batch, key)  # Warm-up.
         jax.block_until_ready(metrics)
@@ -103,6 +104,7 @@ def measure_train_step(config, steps: int) -> dict:
     return dict(
         setup=setup,
         model_config=model_config,
+        jaxpr=traced.jaxpr,
         memory=compiled.memory_analysis(),
         xla_flops=float(cost.get("flops", float("nan"))) if cost else float("nan"),
         compile_s=compile_s,

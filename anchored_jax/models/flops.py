@@ -15,6 +15,8 @@ def _mm(m: int, n: int, k: int) -> float:
 
 def _identity_flops(config: SDiTConfig) -> float:
     D = config.width
+    if config.identity == "class_label":  # a table lookup, no matmul
+        return 0.0
     if config.identity == "embedding":
         return _mm(1, D, config.identity_embed_dim)
     chans = (config.in_channels,) + tuple(config.identity_channels)
@@ -35,7 +37,11 @@ def sdit_forward_flops_per_example(config: SDiTConfig, num_frames: int) -> float
     landmark_in = config.num_landmarks * config.landmark_dim + config.landmark_dim + 1
 
     flops = _mm(T, D, p2 * config.in_channels)  # patch embedding
-    flops += cond_mlp(TIMESTEP_FREQ_DIM) + cond_mlp(FRAME_TIME_FREQ_DIM) + cond_mlp(landmark_in)
+    flops += cond_mlp(TIMESTEP_FREQ_DIM)
+    if config.frame_time_condition:
+        flops += cond_mlp(FRAME_TIME_FREQ_DIM)
+    if config.landmark_condition:
+        flops += cond_mlp(landmark_in)
     flops += _identity_flops(config)
     if config.identity_tokens:  # the source image's patch embedding
         flops += _mm(N, D, p2 * config.in_channels)
