@@ -60,21 +60,27 @@ def matmul_flops_per_s(n: int, repeats: int) -> float:
     The best call, not the median: this is a ceiling, and on a shared machine the median of a
     short matmul swings by half from run to run while the best call holds.
     """
-    import jax
     import jax.numpy as jnp
     import numpy as np
 
     rng = np.random.default_rng(0)
     a = jnp.asarray(rng.standard_normal((n, n), dtype=np.float32))
     b = jnp.asarray(rng.standard_normal((n, n), dtype=np.float32))
-    matmul = jax.jit(jnp.matmul).lower(a, b).compile()
-    jax.block_until_ready(matmul(a, b))
+    return 2.0 * n**3 / min(call_times(jnp.matmul, (a, b), repeats))
+
+
+def call_times(fn, args, repeats: int) -> list[float]:
+    """Seconds of `repeats` calls of `fn` jitted and compiled for `args`, after one warm-up."""
+    import jax
+
+    compiled = jax.jit(fn).lower(*args).compile()
+    jax.block_until_ready(compiled(*args))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(matmul(a, b))
+        jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - start)
-    return 2.0 * n**3 / min(times)
+    return times
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,13 +151,7 @@ def time_dot(dot: Dot, repeats: int) -> float:
         dimension_numbers=dot.dimension_numbers,
         preferred_element_type=np.dtype(dot.out_dtype),
     )
-    compiled = jax.jit(fn).lower(lhs, rhs).compile()
-    jax.block_until_ready(compiled(lhs, rhs))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(lhs, rhs))
-        times.append(time.perf_counter() - start)
+    times = call_times(fn, (lhs, rhs), repeats)
     return sorted(times)[len(times) // 2]
 
 
