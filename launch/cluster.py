@@ -84,12 +84,16 @@ def sbatch_script(args: argparse.Namespace, train_args: list[str]) -> str:
     )
 
 
+def split_at_dashes(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`(own, passed_on)`: the arguments before a bare `--`, and those after it (passed on)."""
+    if "--" not in argv:
+        return argv, []
+    split = argv.index("--")
+    return argv[:split], argv[split + 1 :]
+
+
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    if "--" in argv:
-        split = argv.index("--")
-        argv, train_args = argv[:split], argv[split + 1 :]
-    else:
-        train_args = []
+    argv, train_args = split_at_dashes(argv)
     parser = argparse.ArgumentParser(
         prog="python -m launch.cluster",
         description=__doc__,

@@ -299,11 +299,7 @@ def enable_compilation_cache(args) -> None:
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    if "--" in argv:
-        split = argv.index("--")
-        argv, cluster_args = argv[:split], argv[split + 1 :]
-    else:
-        cluster_args = []
+    argv, cluster_args = cluster.split_at_dashes(argv)
     parser = argparse.ArgumentParser(
         prog="python -m launch.sweep",
         description=__doc__,
