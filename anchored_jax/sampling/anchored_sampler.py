@@ -7,7 +7,9 @@ sees the same anchor value. After each step the anchor slot (slot 0) is rewritte
 
 - generated anchor, shared (`anchored`): the mean of its new value over the valid segments,
   written back to every segment, so the anchor follows one trajectory and its final value is
-  the same array in every segment (bit-identical);
+  the same array in every segment (bit-identical). With DDPM or DDIM eta > 0 every segment's
+  anchor slot gets the same step noise, so the mean is the mean of the predicted means plus
+  one noise draw of the step's full variance;
 - known anchor, `clean`: the source image itself, fed at per-frame t=0 on every step;
 - known anchor, `renoise`: the source re-noised to the step's t with one fixed noise draw
   (the anchor's own deterministic DDIM path), ending exactly on the source;
@@ -45,6 +47,8 @@ from anchored_jax.sampling.sampler_settings import SamplerSettings
 SegmentDenoiseFn = Callable[[jax.Array, jax.Array, Any], jax.Array]
 # progress_fn(step_index) is called from inside the loop (through a host callback).
 ProgressFn = Callable[[int], None]
+# fold_in id of a step's shared-anchor noise draw, above any segment id.
+SHARED_ANCHOR_ID = 2**32 - 1
 
 
 @dataclasses.dataclass
@@ -167,7 +171,15 @@ def denoise_segments(
             def draw(i):
                 return jax.random.normal(jax.random.fold_in(step_key, i), x_SKHWC.shape[1:])
 
-            return _to_chunks(jax.vmap(draw)(ids_S), n_chunks)
+            noise_SKHWC = jax.vmap(draw)(ids_S)
+            if share:
+                # One draw for the shared anchor slot: the mean over segments then keeps its
+                # full variance (the mean of S independent draws would shrink it by sqrt(S)).
+                anchor_HWC = jax.random.normal(
+                    jax.random.fold_in(step_key, SHARED_ANCHOR_ID), x_SKHWC.shape[2:]
+                )
+                noise_SKHWC = noise_SKHWC.at[:, 0].set(anchor_HWC)
+            return _to_chunks(noise_SKHWC, n_chunks)
 
         def step(x_SKHWC, per_step):
             index, t, t_prev, step_key = per_step
@@ -230,10 +242,18 @@ def denoise_segments(
     return x0_SKHWC[:S]
 
 
-def shared_anchor_noise(key: jax.Array, shape_SKHWC: tuple[int, ...]) -> jax.Array:
-    """Starting noise with one draw for the anchor slot, repeated in every segment."""
+def shared_anchor_noise(
+    key: jax.Array, shape_SKHWC: tuple[int, ...], *, shared: bool = True
+) -> jax.Array:
+    """Starting noise with one draw for the anchor slot, repeated in every segment.
+
+    `shared=False` keeps each segment's own slot-0 draw (the independent baseline); the other
+    slots are the same numbers either way, so methods differ only in how they treat slot 0.
+    """
     k_frames, k_anchor = jax.random.split(key)
     noise = jax.random.normal(k_frames, shape_SKHWC, jnp.float32)
+    if not shared:
+        return noise
     anchor = jax.random.normal(k_anchor, shape_SKHWC[2:], jnp.float32)
     return noise.at[:, 0].set(jnp.broadcast_to(anchor, noise[:, 0].shape))
 

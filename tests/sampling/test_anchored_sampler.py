@@ -171,3 +171,37 @@ def test_chunk_layout_pads_least():
 def test_bad_settings_name_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SamplerSettings(**kwargs)
+
+
+@pytest.mark.parametrize("sampler,eta", [("ddpm", 0.0), ("ddim", 1.0)])
+def test_shared_anchor_keeps_its_step_noise_variance(sampler, eta):
+    # Every slot predicts x0 = 0, so each step is x_prev = c * x_t + sigma * z: a slot's
+    # spread comes from the noise alone. Averaging S independent draws over the anchor slot
+    # would shrink its spread by about sqrt(S) = 4; one shared draw keeps it at the others'.
+    S16, shape = 16, (16, 3, 8, 8, 2)
+    seen = []
+
+    def zero_x0(x_t, t_CK, cond_C):
+        jax.debug.callback(lambda x: seen.append(np.asarray(x)), x_t, ordered=True)
+        return jnp.zeros_like(x_t)
+
+    settings = SamplerSettings(
+        anchor="generated", sampler=sampler, eta=eta, num_steps=6, chunk_size=S16
+    )
+    noise = shared_anchor_noise(jax.random.key(5), shape)
+    denoise_segments(
+        zero_x0, SCHEDULE, noise, {}, jnp.ones((S16,), bool), jax.random.key(6),
+        settings=settings, prediction="x0",
+    )  # fmt: skip
+    for x in seen[2:]:  # after two steps the starting noise has mostly decayed
+        anchor_std, frame_std = x[:, 0].std(), x[:, 1:].std()
+        assert np.all(x[:, 0] == x[0, 0])
+        assert 0.7 < anchor_std / frame_std < 1.4, (anchor_std, frame_std)
+
+
+def test_independent_starting_noise_has_its_own_anchor_draw_per_segment():
+    shared = np.asarray(shared_anchor_noise(jax.random.key(0), SHAPE))
+    own = np.asarray(shared_anchor_noise(jax.random.key(0), SHAPE, shared=False))
+    assert np.all(shared[:, 0] == shared[0, 0])
+    assert np.abs(own[0, 0] - own[1, 0]).mean() > 0.5
+    np.testing.assert_array_equal(own[:, 1:], shared[:, 1:])
