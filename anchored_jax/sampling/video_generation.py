@@ -95,12 +95,18 @@ def gather_segment_inputs(
 
 
 def training_window_s(config) -> float:
-    """The longest anchor-to-frame time a run's training clips had: `(max_window - 1) / fps`.
+    """The longest anchor-to-frame time a run's training clips had, in seconds; 0 = no limit.
 
-    The launchers' default `max_anchor_gap_s` ("auto"), so a model is never asked about
-    frame times further from the anchor than it was trained on.
+    The launchers' default `max_anchor_gap_s` ("auto"), so a model is never asked about frame
+    times further from the anchor than it was trained on. Clips whose anchor is drawn from
+    anywhere in the video (`data.anchor_position = "anywhere"`) reach across whole videos:
+    synthetic ones are `data.video_frames` long, and real videos are as long as they are, so
+    there the answer is 0 (true times). Otherwise the clip spans at most `data.max_window`.
     """
-    return (config.data.max_window - 1) / config.data.fps
+    data = config.data
+    if data.get("anchor_position", "first") == "anywhere":
+        return (data.video_frames - 1) / data.fps if data.source == "synthetic" else 0.0
+    return (data.max_window - 1) / data.fps
 
 
 def compress_anchor_gaps(times_SK: np.ndarray, max_gap_s: float) -> np.ndarray:
@@ -198,8 +204,11 @@ def sampler_call(
     frame_shape = tuple(np.shape(source_HWC if source_HWC is not None else identity))
     noise_key, loop_key = jax.random.split(key)
     # The same key gives the same noise for every method and edit: edits differ only in the
-    # conditions, and the anchor starts from one shared draw.
-    noise_SKHWC = shared_anchor_noise(noise_key, (S, K) + frame_shape)
+    # conditions. A shared anchor starts from one draw; the independent baseline's segments
+    # each draw their own slot 0, as separately sampled clips would.
+    noise_SKHWC = shared_anchor_noise(
+        noise_key, (S, K) + frame_shape, shared=settings.method != "independent"
+    )
     cond_S = dict(
         times_SK=jnp.asarray(inputs.times_SK),
         landmarks_SKLC=jnp.asarray(inputs.landmarks_SKLC),
