@@ -59,13 +59,23 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     data.image_size = 32 if tiny else 256
     data.clip_frames = 4 if tiny else 8  # K frames per clip; more = longer context, cost ~K^2
     data.fps = 25.0  # frame rate of the source videos; frame times are in seconds
-    data.video_frames = 64  # frames per synthetic video
+    # frames per synthetic video, rendered on the fly: long enough that training sees every
+    # anchor-to-frame gap a 1024-frame anchored video asks for, at its true time
+    data.video_frames = 1024
     data.num_train_identities = 64  # synthetic training identities (disjoint from test)
     data.num_test_identities = 8  # held-out identities for the eval loss and samples
     data.videos_per_identity = 4  # synthetic videos per identity
-    data.sampler = "random_subset"  # uniform_stride (baseline) | random_subset | loguniform_gaps
+    # uniform_stride (baseline) | random_subset | loguniform_gaps (as many short gaps as long
+    # ones per octave: the contiguous and the whole-video random plans are both in range)
+    data.sampler = "loguniform_gaps"
     data.min_window = 4  # shortest clip window, frames; short = dense, near-duplicate frames
-    data.max_window = 32  # longest clip window, frames; long = sparse frames, more motion
+    # longest clip window, frames, capped by each video's length (so: the whole video); long =
+    # sparse frames, more motion
+    data.max_window = 100_000
+    # slot 0 (the anchor) is drawn from anywhere in the video (before, inside or after the
+    # other frames) | first (the clip's first frame): anywhere teaches copying from an anchor
+    # at any distance, which is what an anchored long video needs
+    data.anchor_position = "anywhere"
     # source image: random (any frame of the video) | first (the clip's first frame, which is
     # what reenactment gives: the source is the known anchor)
     data.identity_frame = "first" if tiny else "random"
@@ -96,13 +106,16 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     model.frame_time_condition = True  # frame-time guidance; off only for the DiT-parity path
     model.landmark_condition = True  # landmark conditioning; off only for the DiT-parity path
     model.identity_channels = (64, 128, 256)  # conv widths of the learned identity encoder
-    # add the source image's patches / each frame's landmark map to the frame tokens, so
-    # every patch sees the source and the landmarks where they are (tiny: +1.3 dB PSNR on
-    # moved frames, docs/anchored_inference.md); off = the paper's global conditioning only
-    model.identity_tokens = tiny
+    # add the source image's patches to every frame's tokens: raises single-segment PSNR but
+    # makes the shared anchor redundant (an ablation, docs/anchored_inference.md); off = the
+    # paper's global identity vector, so appearance detail comes from the anchor by attention
+    model.identity_tokens = False
+    # add each frame's rasterised landmark map to its tokens (motion where it happens)
     model.landmark_tokens = tiny
     model.identity_embed_dim = 768  # size of an external identity embedding (embedding mode)
-    model.time_embed_period = 10.0  # seconds; longest period of the frame-time sinusoids
+    # seconds; longest period of the frame-time sinusoids; must exceed twice the longest
+    # anchor gap (tiny: 1024 frames at 25 fps = 41 s either side of the anchor)
+    model.time_embed_period = 100.0 if tiny else 600.0
     model.scan_layers = True  # scan the blocks: one compiled block, faster compile at depth
     model.remat_policy = "none"  # none | full | dots | dots_no_batch | save_attention_out |
     # offload_attention_out (to host memory); more remat = less memory, more recompute
@@ -134,7 +147,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     training.landmark_drop_prob = 0.1  # landmarks replaced by their learned null (enables CFG)
     # clips whose first frame is clean (t=0) and known, as in reenactment; the rest learn a
     # generated anchor
-    training.known_anchor_prob = 0.8 if tiny else 0.5
+    training.known_anchor_prob = 0.9 if tiny else 0.5
     training.timesteps = "shared"  # shared (one t per clip) | per_frame (independent t per frame)
 
     # --- parallelism: mesh axes and logical-axis rules ----------------------------------------

@@ -34,6 +34,9 @@ SOURCES = ("synthetic", "video_dir", "frame_dir", "latents", "tfds:NAME")
 TFDS_PREFIX = "tfds:"
 LATENT_SOURCE = "latents"
 IDENTITY_FRAMES = ("random", "first")
+# first: slot 0 is the clip's first frame; anywhere: slot 0 is an anchor frame drawn from the
+# whole video (before, inside or after the other K-1 frames), times relative to it
+ANCHOR_POSITIONS = ("first", "anywhere")
 BATCH_KEYS = (
     "video_BKHWC",
     "times_BK",
@@ -60,6 +63,7 @@ OPTIONAL_FIELDS = {
     "root": "",  # folder with train/ and test/ (video_dir, frame_dir); TFDS data_dir for tfds:
     "verify_files": False,  # decode every frame once at start: slow, finds corrupt files early
     "vae": "",  # latents only: diffusers VAE folder that decodes them (sample grids)
+    "anchor_position": "first",  # where slot 0 (the anchor) comes from: ANCHOR_POSITIONS
 }
 _FIELDS = (*_INT_FIELDS, "source", "fps", "sampler", "identity_frame")
 _MAX_IMAGE_SIZE = 256
@@ -113,6 +117,9 @@ def validate_data_config(data: ml_collections.ConfigDict) -> None:
         _fail("fps", "a frame rate > 0", fps)
     if data.sampler not in SAMPLER_KINDS:
         _fail("sampler", f"one of {list(SAMPLER_KINDS)}", data.sampler)
+    anchor_position = data.get("anchor_position", OPTIONAL_FIELDS["anchor_position"])
+    if anchor_position not in ANCHOR_POSITIONS:
+        _fail("anchor_position", f"one of {list(ANCHOR_POSITIONS)}", anchor_position)
     if data.identity_frame not in IDENTITY_FRAMES:
         _fail("identity_frame", f"one of {list(IDENTITY_FRAMES)}", data.identity_frame)
     if data.video_frames < data.clip_frames:
@@ -245,11 +252,34 @@ def _check_vae_matches(vae: str, info: dict, root: str) -> None:
         )
 
 
+def anchor_frame(rng: np.random.Generator, num_frames: int, others: np.ndarray) -> int:
+    """An anchor frame for the clip `others`, inside the video and not one of them.
+
+    Half the time it is uniform over the video (far anchors: a long video's segments are
+    mostly hundreds of frames from theirs), half the time at a log-uniform distance from a
+    random frame of the clip (as many near anchors as far ones per octave)."""
+    free = np.setdiff1d(np.arange(num_frames), others)
+    if rng.random() < 0.5:
+        return int(rng.choice(free))
+    taken = set(others.tolist())
+    for _ in range(64):
+        distance = int(np.floor(np.exp(rng.uniform(0.0, np.log(num_frames)))))
+        anchor = int(rng.choice(others)) + distance * (1 if rng.random() < 0.5 else -1)
+        if 0 <= anchor < num_frames and anchor not in taken:
+            return anchor
+    return int(rng.choice(free))
+
+
 class ClipReader:
     """Turns one `VideoRecord` into one training clip: grain calls it with a seeded generator.
 
     Only the clip's K frames and the identity frame are read from the source. Pixels become
     [-1, 1]; latents are already the model's input and pass unchanged.
+
+    With `data.anchor_position = "anywhere"`, slot 0 is an anchor frame drawn from the whole
+    video (`anchor_frame`) and slots 1..K-1 are a non-uniform clip drawn by `data.sampler` anywhere
+    else in it, so the anchor may sit before, inside or after them and the anchor-to-frame gap
+    covers every distance a long anchored video asks for; times are relative to the anchor.
     """
 
     def __init__(self, source: VideoSource, data: ml_collections.ConfigDict):
@@ -259,19 +289,29 @@ class ClipReader:
         self.min_window = data.min_window
         self.max_window = data.max_window
         self.identity_frame = data.identity_frame
+        self.anchor_anywhere = (
+            data.get("anchor_position", OPTIONAL_FIELDS["anchor_position"]) == "anywhere"
+        )
         self.latents = data.source == LATENT_SOURCE
+
+    def clip_indices(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
+        """The K frame indices of one clip; slot 0 is the anchor."""
+        if not self.anchor_anywhere or self.clip_frames == 1 or num_frames <= self.clip_frames:
+            return nonuniform_clip_indices(
+                rng, num_frames, self.clip_frames, self.sampler,
+                min_window=self.min_window, max_window=self.max_window,
+            )  # fmt: skip
+        others = nonuniform_clip_indices(
+            rng, num_frames, self.clip_frames - 1, self.sampler,
+            min_window=min(self.min_window, self.max_window),
+            max_window=max(self.max_window, self.clip_frames - 1),
+        )  # fmt: skip
+        return np.concatenate([[anchor_frame(rng, num_frames, others)], others]).astype(np.int32)
 
     def __call__(
         self, record: VideoRecord, rng: np.random.Generator
     ) -> dict[str, np.ndarray] | None:
-        indices_K = nonuniform_clip_indices(
-            rng,
-            record.num_frames,
-            self.clip_frames,
-            self.sampler,
-            min_window=self.min_window,
-            max_window=self.max_window,
-        )
+        indices_K = self.clip_indices(record.num_frames, rng)
         if self.identity_frame == "first":
             identity_index = indices_K[0]
         else:

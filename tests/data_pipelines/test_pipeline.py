@@ -220,3 +220,32 @@ def test_missing_and_unknown_fields_are_named():
     config.max_windo = 3
     with pytest.raises(ValueError, match=r"^data.max_windo: unknown field"):
         validate_data_config(config)
+
+
+def test_anchor_anywhere_sits_before_inside_or_after_the_clip_at_every_distance():
+    config = _config(
+        anchor_position="anywhere", video_frames=512, max_window=100_000, min_window=3,
+        sampler="loguniform_gaps", clip_frames=4, identity_frame="first",
+    )  # fmt: skip
+    batches = _take(build_clip_dataset(config, split="train", batch_size=16, seed=0), 16)
+    index_NK = np.concatenate([b["frame_indices_BK"] for b in batches])
+    times_NK = np.concatenate([b["times_BK"] for b in batches])
+    anchor_N, others_NK = index_NK[:, 0], index_NK[:, 1:]
+    # Slot 0 is the anchor: times are relative to it, and it is never one of the others.
+    np.testing.assert_allclose(times_NK, (index_NK - anchor_N[:, None]) / 25.0, atol=1e-5)
+    assert not (others_NK == anchor_N[:, None]).any()
+    assert np.all(np.diff(others_NK, axis=1) > 0)
+    before = (anchor_N < others_NK.min(1)).mean()
+    after = (anchor_N > others_NK.max(1)).mean()
+    assert before > 0.2 and after > 0.2 and before + after < 1.0  # and some inside
+    # Log-uniform distance: near anchors and anchors hundreds of frames away are both common.
+    nearest = np.abs(others_NK - anchor_N[:, None]).min(1)
+    assert (nearest <= 8).mean() > 0.2 and (nearest >= 128).mean() > 0.1
+    # The identity frame ("first") is the anchor frame.
+    first = batches[0]
+    np.testing.assert_array_equal(first["identity_BHWC"], first["video_BKHWC"][:, 0])
+
+
+def test_anchor_position_is_validated():
+    with pytest.raises(ValueError, match=r"data\.anchor_position: expected one of"):
+        validate_data_config(_config(anchor_position="middle"))
