@@ -1,26 +1,30 @@
 r"""The evaluation report: every sampler on held-out clips, scored, tabled and plotted.
 
-  python -m launch.evaluate --checkpoint runs/sdit_tiny --frames 256 --clips 1 \
-      --out runs/sdit_tiny/consistency
+  python -m launch.evaluate --checkpoint runs/sdit_tiny --clips 1 --out runs/sdit_tiny/study
   python -m launch.evaluate --checkpoint runs/sdit_s --data video_dir:/data/vox256/ \
-      --methods anchored,independent --lpips_weights weights/lpips/ \
-      --inception_weights weights/pt_inception.pth --i3d_weights weights/i3d.pt --out reports/s
+      --methods anchored_known,independent --plan contiguous --seeds 0,1,2 \
+      --lpips_weights weights/lpips/ --inception_weights weights/pt_inception.pth --out reports/s
   python -m launch.evaluate --animator runs/leo_animator --lmdm runs/leo_lmdm --out reports/leo
   python -m launch.evaluate --sweep runs/sweeps/temporal --out reports/temporal
 
 Self-reenactment of held-out clips: the source is the clip's frame 0, the driving signal its
 landmarks, ground truth its frames. `--data` picks the clips: by default the checkpoint's own
 held-out (test) split; `synthetic` (the run's held-out synthetic faces); `video_dir:ROOT` or
-`frame_dir:ROOT` (the test/ videos of a dataset folder, see docs/real_data.md). Each method in
-`--methods` and the copy-source baseline (repeat the source frame) are scored with
-`anchored_jax.evaluation.metric_suite`; metrics whose weights are not given are reported as
-skipped, with the reason.
+`frame_dir:ROOT` (the test/ videos of a dataset folder, see docs/real_data.md).
 
-Writes into `--out`: `metrics.json`, `report.md`, `drift_vs_distance.png`,
-`psnr_vs_distance.png`, `ssim_vs_distance.png`, for the first `--sample_clips` clips a
-side-by-side video per method and one comparing them all, and the consistency study's
-`results.json` / `results.md`. Every finished (method, clip) is saved at once to
-`parts/<method>_<clip>.npz`: an interrupted run, run again, computes only what is missing.
+The study asks what anchored sampling is for: do the segments of a long video agree? Each
+method (`anchored_known`, `anchored_generated`, `independent`, `autoregressive`; copy-source
+is always added) runs on every plan of `--plan` and seed of `--seeds`, and is scored by
+`anchored_jax.evaluation.metric_suite`: fidelity, PSNR by distance from the anchor, seam ratio,
+spread between segments, sharpness and flicker ratios, AKD. Numbers are mean ± std over seeds.
+Metrics whose weights are not given are reported as skipped, with the reason.
+
+Writes into `--out`: `metrics.json`, `report.md`, per plan `psnr_vs_distance_<plan>.png` and
+`drift_vs_distance_<plan>.png`, `frame_strip.png` (and `frame_strip_<plan>.png` for the other
+plans; also as TensorBoard images in `tb/`), and for the first `--sample_clips` clips a
+side-by-side video per method and one per plan comparing them all. Every finished (method,
+plan, seed, clip) is saved at once to `parts/`: an interrupted run, run again, computes only
+what is missing.
 """
 
 from __future__ import annotations
@@ -38,12 +42,14 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from anchored_jax.diffusion.schedules import make_schedule  # noqa: E402
-from anchored_jax.evaluation import metric_suite, report  # noqa: E402
+from anchored_jax.evaluation import frame_strip, metric_suite, report, study_options  # noqa: E402
 from anchored_jax.evaluation.consistency_metrics import l1_T, psnr_T, ssim_T  # noqa: E402
-from anchored_jax.evaluation.consistency_study import markdown_table  # noqa: E402
+from anchored_jax.evaluation.seed_statistics import across_seeds  # noqa: E402
+from anchored_jax.evaluation.segment_metrics import segment_owner_T  # noqa: E402
+from anchored_jax.evaluation.study_options import COPY, REPORT_METHODS  # noqa: E402
 from anchored_jax.sampling.frame_codec import frame_codec  # noqa: E402
-from anchored_jax.sampling.sampler_settings import METHODS, comparison_run  # noqa: E402
-from anchored_jax.sampling.segment_plan import PLAN_KINDS, plan_segments  # noqa: E402
+from anchored_jax.sampling.sampler_settings import comparison_run  # noqa: E402
+from anchored_jax.sampling.segment_plan import plan_segments  # noqa: E402
 from anchored_jax.sampling.video_generation import generate_video, training_window_s  # noqa: E402
 from anchored_jax.training.inference_checkpoint import load_sdit_for_inference  # noqa: E402
 from launch.reenact import (  # noqa: E402
@@ -55,8 +61,8 @@ from launch.reenact import (  # noqa: E402
     write_outputs,
 )
 
-COPY = "copy_source"
 REFERENCE = "reference"
+AUTOREGRESSIVE = "autoregressive"
 DATA_KINDS = ("video_dir", "frame_dir")
 
 
@@ -68,6 +74,13 @@ def parse_data(spec: str) -> tuple[str, str]:
     raise ValueError(
         f"--data: expected '', synthetic, video_dir:ROOT or frame_dir:ROOT, got {spec!r}"
     )
+
+
+def data_kind(config, data: str) -> str:
+    """What the evaluated clips are: `synthetic`, `video_dir`, `frame_dir` (or the run's
+    own data source, e.g. `latents`, which `held_out_clips` then refuses)."""
+    kind, _ = parse_data(data)
+    return kind or config.data.source
 
 
 def held_out_clips(config, data: str, frames: int, clips: int):
@@ -97,36 +110,64 @@ def held_out_clips(config, data: str, frames: int, clips: int):
     return source, ids
 
 
-def _generate(loaded, codec, method, clip, real_THWC, landmarks_TLC, fps, opts):
-    """One method's video of one clip, with a progress bar over its steps (or segments)."""
+def _generate(loaded, codec, method, plan_kind, seed, clip, real_THWC, landmarks_TLC, fps,
+              opts):  # fmt: skip
+    """One method's video of one clip and the owner of each frame under the plan it ran."""
     config, graphdef, params = loaded
     T = len(real_THWC)
     kind, settings = comparison_run(
         method,
-        opts["plan"],
-        anchor="known",
+        plan_kind,
         num_steps=opts["steps"],
         chunk_size=opts["chunk_size"],
         max_anchor_gap_s=opts["max_anchor_gap_s"],
+        identity_scale=opts["guidance"][0],
+        landmark_scale=opts["guidance"][1],
     )
-    plan = plan_segments(T, config.data.clip_frames, 0, kind, seed=opts["seed"])
+    plan = plan_segments(T, config.data.clip_frames, 0, kind, seed=seed)
     source_model = codec.encode(real_THWC[0])
     total = plan.num_segments if method == "autoregressive" else opts["steps"]
-    bar, tick = progress_bar(total, f"clip {clip} {method}")
+    bar, tick = progress_bar(total, f"clip {clip} seed {seed} {kind} {method}")
     try:
         video, _ = generate_video(
             graphdef, params,
             make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps),
             prediction=config.diffusion.prediction, plan=plan, landmarks_TLC=landmarks_TLC,
             frame_times_T=np.arange(T) / fps, identity=source_model, source_HWC=source_model,
-            settings=settings, key=jax.random.key(opts["seed"] + clip), progress=tick,
+            settings=settings, key=jax.random.fold_in(jax.random.key(seed), clip),
+            progress=tick,
         )  # fmt: skip
     finally:
         bar.close()
-    return codec.decode(video)
+    return codec.decode(video), segment_owner_T(plan)
 
 
-def _comparison_video(out, clip, methods, parts, real_THWC, landmarks_TLC, fps, display):
+def study_parts(methods, plans, seeds):
+    """`(part name, method, plan, seed)` of every part of one clip, in computing order.
+
+    The real clip and copy-source depend on neither plan nor seed; the autoregressive chain
+    runs the contiguous plan whatever the table's plan, so it is computed once per seed.
+    """
+    jobs = [(REFERENCE, REFERENCE, None, None), (COPY, COPY, None, None)]
+    for seed in seeds:
+        for plan in plans:
+            for method in methods:
+                if method != AUTOREGRESSIVE:
+                    jobs.append((report.part_name(method, plan, seed), method, plan, seed))
+        if AUTOREGRESSIVE in methods:
+            name = report.part_name(AUTOREGRESSIVE, "contiguous", seed)
+            jobs.append((name, AUTOREGRESSIVE, "contiguous", seed))
+    return jobs
+
+
+def table_part(method: str, plan: str, seed: int) -> str:
+    """The part that fills (method, plan, seed) in the tables."""
+    if method == COPY:
+        return COPY
+    return report.part_name(method, "contiguous" if method == AUTOREGRESSIVE else plan, seed)
+
+
+def _comparison_video(out, name, clip, videos_u8, real_THWC, landmarks_TLC, fps, display):
     """source | landmarks | real | each method, side by side, for one sample clip."""
     from data_pipelines.video_writing import write_video
 
@@ -135,8 +176,8 @@ def _comparison_video(out, clip, methods, parts, real_THWC, landmarks_TLC, fps, 
         render_landmarks(landmarks_TLC, display),
         to_display(real_THWC, display),
     ]
-    panels += [to_display(to_unit_range(parts[m][clip]["video_u8"]), display) for m in methods]
-    path = os.path.join(out, f"clip{clip}_comparison.mp4")
+    panels += [to_display(to_unit_range(v), display) for v in videos_u8]
+    path = os.path.join(out, f"clip{clip}_{name}_comparison.mp4")
     write_video(path, np.concatenate(panels, axis=2), fps)
     return os.path.basename(path)
 
@@ -146,14 +187,15 @@ def run_report(
     out: str,
     *,
     data: str = "",
-    frames: int = 256,
+    frames: int = 512,
     clips: int = 2,
-    methods=METHODS,
-    plan_kind: str = "contiguous",
-    num_steps: int = 20,
+    methods=REPORT_METHODS,
+    plans=("contiguous", "random"),
+    seeds=(0, 1),
+    num_steps: int = 10,
     chunk_size: int = 32,
-    seed: int = 0,
-    max_anchor_gap_s: float = -1.0,
+    max_anchor_gap_s: float = 0.0,
+    guidance=(1.0, 1.0),
     vae: str = "",
     suite: metric_suite.MetricSuite | None = None,
     sample_clips: int = 1,
@@ -161,21 +203,26 @@ def run_report(
     max_parts: int = 0,
     loaded=None,
 ) -> dict | None:
-    """Scores every (method, clip) not already in `out/parts`, then writes the report.
+    """Scores every (method, plan, seed, clip) not already in `out/parts`, then writes the
+    report.
 
+    methods: report names (`study_options.REPORT_METHODS`; copy-source is always added).
     max_parts: > 0 stops after computing that many new parts (returns None; run again to
     continue). Returns the metrics written to `metrics.json`.
     """
+    methods = study_options.resolve_methods(list(methods))
+    plans = study_options.check_plans(list(plans))
+    seeds = study_options.check_seeds(list(seeds))
+    guidance = study_options.parse_guidance(guidance)
+    study_options.check_anchor_gap(max_anchor_gap_s)
+    for flag, value, lowest in (("--frames", frames, 2), ("--clips", clips, 1),
+                                ("--steps", num_steps, 1), ("--chunk_size", chunk_size, 1),
+                                ("--sample_clips", sample_clips, 0), ("--display_size", display, 8),
+                                ("--max_parts", max_parts, 0)):  # fmt: skip
+        study_options.check_count(flag, value, lowest)
     loaded = loaded or load_sdit_for_inference(checkpoint)
     config = loaded[0]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"--methods: expected a subset of {list(METHODS)}, got {list(methods)}")
-    if plan_kind not in PLAN_KINDS:
-        raise ValueError(f"--plan: expected one of {list(PLAN_KINDS)}, got {plan_kind!r}")
-    if frames < 2:
-        raise ValueError(f"--frames: expected at least 2, got {frames}")
-    if max_anchor_gap_s < 0:  # auto: the run's training window
+    if max_anchor_gap_s < 0:  # -1: the run's training window
         max_anchor_gap_s = training_window_s(config)
     codec = frame_codec(config, vae)
     if codec is None:
@@ -185,106 +232,150 @@ def run_report(
         )
     suite = suite or metric_suite.build_suite()
     source, video_ids = held_out_clips(config, data, frames, clips)
-    opts = dict(plan=plan_kind, steps=num_steps, chunk_size=chunk_size, seed=seed,
+    opts = dict(steps=num_steps, chunk_size=chunk_size, guidance=list(guidance),
                 max_anchor_gap_s=float(max_anchor_gap_s))  # fmt: skip
     settings = dict(
         checkpoint=os.path.abspath(checkpoint), data=data or config.data.source,
-        frames=frames, clips=clips, methods=list(methods), video_ids=video_ids, vae=vae,
-        sample_clips=sample_clips, display=display,
+        frames=frames, clips=clips, methods=methods, plans=plans, seeds=seeds,
+        video_ids=video_ids, vae=vae, sample_clips=sample_clips, display=display,
         computed=sorted(k for k in metric_suite.OPTIONAL if k not in suite.skipped), **opts,
     )  # fmt: skip
     report.check_settings(out, settings)
-    names = [REFERENCE, *methods, COPY]
-    parts = {name: [] for name in names}
-    todo = sum(not os.path.exists(report.part_path(out, n, c)) for n in names for c in range(clips))
+    jobs = study_parts(methods, plans, seeds)
+    parts = {name: [] for name, *_ in jobs}
+    todo = sum(not os.path.exists(report.part_path(out, n, c)) for n in parts for c in range(clips))
     from tqdm import tqdm
 
-    overall = tqdm(total=len(names) * clips, initial=len(names) * clips - todo, desc="parts",
+    overall = tqdm(total=len(parts) * clips, initial=len(parts) * clips - todo, desc="parts",
                    unit="part", file=sys.stderr, position=0)  # fmt: skip
     computed = 0
     try:
         for clip, video_id in enumerate(video_ids):
             record = source[video_id]
-            real_THWC = landmarks_TLC = None
-            for name in names:
+            clip_data = None
+            for name, method, plan, seed in jobs:
                 path = report.part_path(out, name, clip)
                 part = report.load_part(path)
                 if part is None:
                     if max_parts and computed >= max_parts:
                         return None
-                    if real_THWC is None:
-                        real_THWC = to_unit_range(source.read_frames(video_id, np.arange(frames)))
-                        landmarks_TLC = record.landmarks_TLC[:frames]
-                    part = _compute_part(
-                        loaded, codec, suite, name, clip, real_THWC, landmarks_TLC, record.fps,
-                        opts, out, sample=clip < sample_clips, display=display,
-                    )  # fmt: skip
+                    if clip_data is None:
+                        real = to_unit_range(source.read_frames(video_id, np.arange(frames)))
+                        clip_data = (real, record.landmarks_TLC[:frames], record.fps)
+                    # The first seed's videos feed the frame strip and the sample videos.
+                    keep = seed in (None, seeds[0]) and clip < max(sample_clips, 1)
+                    part = _compute_part(loaded, codec, suite, name, method, plan, seed, clip,
+                                         clip_data, opts, out, keep=keep,
+                                         write=keep and clip < sample_clips,
+                                         display=display)  # fmt: skip
                     report.save_part(path, part)
                     computed += 1
                     overall.update(1)
                 parts[name].append(part)
     finally:
         overall.close()
-    metrics = summarize_parts(parts, settings, suite.skipped)
+    metrics = summarize_parts(parts, settings, suite.skipped, config.data.clip_frames)
+    real0 = to_unit_range(source.read_frames(video_ids[0], np.arange(frames)))
+    strips = write_frame_strips(
+        out, parts, methods, plans, seeds[0], real0, config.data.clip_frames
+    )
     videos = []
     for clip in range(min(sample_clips, clips)):
         record = source[video_ids[clip]]
         real_THWC = to_unit_range(source.read_frames(video_ids[clip], np.arange(frames)))
-        videos.append(
-            _comparison_video(out, clip, methods, parts, real_THWC, record.landmarks_TLC[:frames],
-                              record.fps, display)
-        )  # fmt: skip
-    report.write_report(out, metrics, videos)
-    _write_study_files(out, metrics)
+        for plan in plans:
+            names = [table_part(m, plan, seeds[0]) for m in methods]
+            videos.append(_comparison_video(
+                out, plan, clip, [parts[n][clip]["video_u8"] for n in names], real_THWC,
+                record.landmarks_TLC[:frames], record.fps, display,
+            ))  # fmt: skip
+    report.write_report(out, metrics, videos, strips)
     return metrics
 
 
-def _compute_part(loaded, codec, suite, name, clip, real, landmarks, fps, opts, out, *, sample,
-                  display):  # fmt: skip
-    """One part: the real clip's reference features, or a method's video scored."""
-    if name == REFERENCE:
-        return metric_suite.reference_clip(suite, real)
+def _compute_part(loaded, codec, suite, name, method, plan, seed, clip, clip_data, opts, out, *,
+                  keep, write, display):  # fmt: skip
+    """One part: the real clip's reference features, or a method's video scored.
+
+    keep: store the video (uint8) in the part, for the frame strip and comparison videos;
+    write: also write the method's own side-by-side video.
+    """
+    real, landmarks, fps = clip_data
+    if method == REFERENCE:
+        return metric_suite.reference_clip(suite, real, landmarks)
     seconds = 0.0
-    if name == COPY:
+    owner_T = None
+    if method == COPY:
         video = np.broadcast_to(real[:1], real.shape)
     else:
         start = time.perf_counter()
-        video = _generate(loaded, codec, name, clip, real, landmarks, fps, opts)
+        video, owner_T = _generate(loaded, codec, method, plan, seed, clip, real, landmarks, fps,
+                                   opts)  # fmt: skip
         seconds = time.perf_counter() - start
-        if sample:
-            write_outputs(os.path.join(out, f"clip{clip}_{name}.mp4"), video, real[0], landmarks,
-                          fps, display, real)  # fmt: skip
-    part = metric_suite.score_clip(suite, video, real, landmarks)
+        if write:
+            path = os.path.join(out, f"clip{clip}_{report.part_name(method, plan)}.mp4")
+            write_outputs(path, video, real[0], landmarks, fps, display, real)
+    part = metric_suite.score_clip(suite, video, real, landmarks, owner_T)
     part["seconds"] = np.asarray(seconds)
-    if sample:
+    if keep:
         part["video_u8"] = np.clip(np.round((video + 1.0) * 127.5), 0, 255).astype(np.uint8)
     return part
 
 
-def summarize_parts(parts: dict, settings: dict, skipped: dict) -> dict:
-    """metrics.json's content from the loaded parts (methods in the order they were asked)."""
-    references = parts[REFERENCE]
-    by_method = {m: ps for m, ps in parts.items() if m != REFERENCE}
-    pooled = metric_suite.summarize_suite(by_method, references, skipped)
-    seconds = {m: float(sum(float(p["seconds"]) for p in ps)) for m, ps in by_method.items()}
-    return dict(settings=settings, seconds=seconds, **pooled)
+def summarize_parts(parts: dict, settings: dict, skipped: dict, clip_frames: int) -> dict:
+    """metrics.json's content: per plan, per method, mean and std over seeds of the rows that
+    pool each seed's clips, and the same for the real video's reference row."""
+    skipped = dict(skipped)
+    plans_out = {}
+    for plan in settings["plans"]:
+        per_seed = {}
+        for seed in settings["seeds"]:
+            by_method = {m: parts[table_part(m, plan, seed)] for m in (*settings["methods"], COPY)}
+            owner_T = segment_owner_T(
+                plan_segments(settings["frames"], clip_frames, 0, plan, seed=seed)
+            )
+            per_seed[seed] = metric_suite.summarize_suite(
+                by_method, parts[REFERENCE], skipped, owner_T
+            )
+            skipped.update(per_seed[seed]["skipped"])
+        result = {"methods": {}}
+        for method in (*settings["methods"], COPY):
+            rows = [per_seed[s]["methods"][method] for s in settings["seeds"]]
+            mean, std = across_seeds(rows)
+            result["methods"][method] = dict(
+                mean=mean, std=std, per_seed={str(s): r for s, r in zip(settings["seeds"], rows)}
+            )
+        real_rows = [per_seed[s]["real"] for s in settings["seeds"]]
+        mean, std = across_seeds(real_rows)
+        result["real"] = dict(
+            mean=mean, std=std, per_seed={str(s): r for s, r in zip(settings["seeds"], real_rows)}
+        )
+        plans_out[plan] = result
+    seconds = {}  # generation time per method, over all its parts (each counted once)
+    for method in (*settings["methods"], COPY):
+        names = {table_part(method, p, s) for p in settings["plans"] for s in settings["seeds"]}
+        seconds[method] = float(sum(float(part["seconds"]) for n in names for part in parts[n]))
+    return dict(settings=settings, seconds=seconds, skipped=skipped, plans=plans_out)
 
 
-def _write_study_files(out: str, metrics: dict) -> None:
-    """The consistency study's results.json / results.md, as the earlier study command wrote."""
-    s = metrics["settings"]
-    results = dict(
-        checkpoint=s["checkpoint"], frames=s["frames"], clips=s["clips"], plan=s["plan"],
-        num_steps=s["steps"], max_anchor_gap_s=s["max_anchor_gap_s"],
-        seconds=metrics["seconds"], methods=metrics["methods"],
-    )  # fmt: skip
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(f"Self-reenactment of {s['clips']} held-out clips x {s['frames']} frames, "
-                f"{s['steps']} DDIM steps, plan {s['plan']}, max anchor gap "
-                f"{s['max_anchor_gap_s']} s (0 = true times).\n\n"
-                f"{markdown_table(metrics['methods'])}")  # fmt: skip
+def write_frame_strips(out, parts, methods, plans, seed, real_THWC, clip_frames) -> list[str]:
+    """`frame_strip.png` (first plan) and `frame_strip_<plan>.png`, from clip 0 of the first
+    seed, also written as TensorBoard images to `<out>/tb`."""
+    real_u8 = np.clip(np.round((real_THWC + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    names, images = [], {}
+    for i, plan in enumerate(plans):
+        owner_T = segment_owner_T(plan_segments(len(real_THWC), clip_frames, 0, plan, seed=seed))
+        rows = {"real": real_u8}
+        rows.update({m: parts[table_part(m, plan, seed)][0]["video_u8"] for m in methods})
+        name = report.strip_name(plan, first=i == 0)
+        images[f"frame_strip/{plan}"] = frame_strip.write_frame_strip(
+            os.path.join(out, name), rows, frame_strip.strip_columns(owner_T), owner_T,
+            f"clip 0, seed {seed}, plan {plan} (segment = the plan's owner of the frame; "
+            "autoregressive: contiguous)",
+        )  # fmt: skip
+        names.append(name)
+    frame_strip.write_tensorboard_images(os.path.join(out, "tb"), images)
+    return names
 
 
 # ---------------------------------------------------------------------------------- LEO
@@ -347,15 +438,25 @@ def define_flags() -> None:
         "data", "", "Held-out clips: '' (the run's test split) | synthetic | video_dir:ROOT | "
         "frame_dir:ROOT."
     )  # fmt: skip
-    flags.DEFINE_integer("frames", 256, "Frames per held-out clip.")
+    flags.DEFINE_integer("frames", 512, "Frames per held-out clip.")
     flags.DEFINE_integer("clips", 2, "Held-out clips to evaluate.")
-    flags.DEFINE_list("methods", list(METHODS), "Samplers to compare (copy-source is added).")
-    flags.DEFINE_enum("plan", "contiguous", PLAN_KINDS, "Segment plan of anchored/independent.")
-    flags.DEFINE_integer("steps", 20, "DDIM steps.")
+    flags.DEFINE_list(
+        "methods", None, "Samplers to compare, of anchored_known, anchored_generated, "
+        "independent, autoregressive (copy-source is added). Default: all, --anchor picking "
+        "the anchored ones.",
+    )  # fmt: skip
+    flags.DEFINE_string(
+        "anchor", "both", "known | generated | both: the anchored variants run when --methods "
+        "is not given.",
+    )  # fmt: skip
+    flags.DEFINE_list("plan", ["contiguous", "random"], "Segment plans (contiguous, strided, "
+                      "random); autoregressive always runs contiguous.")  # fmt: skip
+    flags.DEFINE_list("seeds", ["0", "1"], "Noise seeds (also the random plan's seed).")
+    flags.DEFINE_string("guidance", "1,1", "IDENTITY_SCALE,LANDMARK_SCALE: CFG scales (1 = off).")
+    flags.DEFINE_integer("steps", 10, "DDIM steps.")
     flags.DEFINE_integer("chunk_size", 32, "Segments denoised at once.")
-    flags.DEFINE_integer("seed", 0, "Noise seed (the same for every method).")
     flags.DEFINE_float(
-        "max_anchor_gap", -1.0,
+        "max_anchor_gap", 0.0,
         "Seconds; >0 caps the anchor gap; 0 = true times; -1 = the run's training window.",
     )  # fmt: skip
     flags.DEFINE_string("vae", "", "Latent models: the diffusers VAE folder (default data.vae).")
@@ -364,7 +465,10 @@ def define_flags() -> None:
     flags.DEFINE_string("inception_weights", "", "FID: Inception-v3 weights file.")
     flags.DEFINE_string("i3d_weights", "", "FVD: I3D weights file.")
     flags.DEFINE_string("identity_weights", "", "CSIM/AED: identity embedder weights file.")
-    flags.DEFINE_string("akd_landmarks", "mediapipe", "AKD: landmark extractor; '' = skip AKD.")
+    flags.DEFINE_string(
+        "akd_landmarks", "auto", "AKD's landmark extractor: auto (synthetic on synthetic data, "
+        "else mediapipe) | synthetic | mediapipe | '' (skip AKD).",
+    )  # fmt: skip
     flags.DEFINE_integer("sample_clips", 1, "Clips to write side-by-side videos of.")
     flags.DEFINE_integer("display_size", 128, "Side of each panel in the written videos.")
     flags.DEFINE_integer("max_parts", 0, "> 0: stop after that many new parts (rerun resumes).")
@@ -376,6 +480,26 @@ def define_flags() -> None:
     flags.DEFINE_string("out_dir", None, "Alias of --out.")
 
 
+def check_flags(FLAGS) -> dict:
+    """Every study flag checked (one `--flag: expected ..., got ...` line) before any load;
+    returns run_report's keyword arguments."""
+    parse_data(FLAGS.data)
+    for flag, lowest in (("frames", 2), ("clips", 1), ("steps", 1), ("chunk_size", 1),
+                         ("sample_clips", 0), ("display_size", 8), ("max_parts", 0),
+                         ("leo_videos", 1)):  # fmt: skip
+        study_options.check_count(f"--{flag}", getattr(FLAGS, flag), lowest)
+    methods = study_options.resolve_methods(FLAGS.methods, FLAGS.anchor)
+    study_options.landmark_kind(FLAGS.akd_landmarks, "")  # the name; auto is resolved later
+    return dict(
+        data=FLAGS.data, frames=FLAGS.frames, clips=FLAGS.clips, methods=methods,
+        plans=study_options.check_plans(FLAGS.plan), seeds=study_options.check_seeds(FLAGS.seeds),
+        num_steps=FLAGS.steps, chunk_size=FLAGS.chunk_size,
+        max_anchor_gap_s=study_options.check_anchor_gap(FLAGS.max_anchor_gap),
+        guidance=study_options.parse_guidance(FLAGS.guidance), vae=FLAGS.vae,
+        sample_clips=FLAGS.sample_clips, display=FLAGS.display_size, max_parts=FLAGS.max_parts,
+    )  # fmt: skip
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
@@ -384,31 +508,29 @@ def main(argv):
     try:
         if not out:
             raise ValueError("--out: the report folder is required")
-        os.makedirs(out, exist_ok=True)
         if FLAGS.sweep:
             from anchored_jax.evaluation.sweep_report import write_sweep_report
 
+            os.makedirs(out, exist_ok=True)
             write_sweep_report(FLAGS.sweep, out)
             print(f"sweep report of {FLAGS.sweep} in {out}")
             return
         if not (FLAGS.checkpoint or FLAGS.animator or FLAGS.lmdm):
             raise ValueError("--checkpoint (or --animator / --lmdm / --sweep) is required")
+        options = check_flags(FLAGS)  # before the slow loads
+        os.makedirs(out, exist_ok=True)
         metrics = {}
         if FLAGS.checkpoint:
-            parse_data(FLAGS.data)  # before the slow loads
+            loaded = load_sdit_for_inference(FLAGS.checkpoint)
+            landmarks = study_options.landmark_kind(
+                FLAGS.akd_landmarks, data_kind(loaded[0], FLAGS.data)
+            )
             suite = metric_suite.build_suite(
                 lpips_weights=FLAGS.lpips_weights, lpips_net=FLAGS.lpips_net,
                 inception_weights=FLAGS.inception_weights, i3d_weights=FLAGS.i3d_weights,
-                identity_weights=FLAGS.identity_weights, landmarks=FLAGS.akd_landmarks,
+                identity_weights=FLAGS.identity_weights, landmarks=landmarks,
             )  # fmt: skip
-            metrics = run_report(
-                FLAGS.checkpoint, out, data=FLAGS.data, frames=FLAGS.frames, clips=FLAGS.clips,
-                methods=FLAGS.methods, plan_kind=FLAGS.plan, num_steps=FLAGS.steps,
-                chunk_size=FLAGS.chunk_size, seed=FLAGS.seed,
-                max_anchor_gap_s=FLAGS.max_anchor_gap, vae=FLAGS.vae, suite=suite,
-                sample_clips=FLAGS.sample_clips, display=FLAGS.display_size,
-                max_parts=FLAGS.max_parts,
-            )  # fmt: skip
+            metrics = run_report(FLAGS.checkpoint, out, suite=suite, loaded=loaded, **options)
             if metrics is None:
                 print(f"stopped after {FLAGS.max_parts} new parts; run again to continue")
                 return
@@ -423,15 +545,18 @@ def main(argv):
                 with open(previous) as f:
                     metrics = json.load(f)
             metrics["leo"] = leo
-            report.write_report(out, metrics, _existing_videos(out))
+            report.write_report(out, metrics, *_existing_media(out))
     except (ValueError, OSError) as e:  # bad flags, checkpoints, data folders, weights
         sys.exit(f"error: {e}")
     print(open(os.path.join(out, "report.md")).read())
     print(f"files in {out}")
 
 
-def _existing_videos(out: str) -> list[str]:
-    return sorted(f for f in os.listdir(out) if f.endswith("_comparison.mp4"))
+def _existing_media(out: str) -> tuple[list[str], list[str]]:
+    """The comparison videos and frame strips already in a report folder."""
+    names = sorted(os.listdir(out))
+    return ([f for f in names if f.endswith("_comparison.mp4")],
+            [f for f in names if f.startswith("frame_strip") and f.endswith(".png")])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from anchored_jax.diffusion.schedules import make_schedule  # noqa: E402
-from anchored_jax.evaluation.line_plot import write_line_plot  # noqa: E402
+from anchored_jax.evaluation.curve_plots import write_line_plot  # noqa: E402
 from anchored_jax.sampling.leo_anchored_motion import (  # noqa: E402
     anchored_motion,
     join_statistics,

@@ -17,7 +17,13 @@ real frames, the source's identity embedding). `summarize_suite` pools the parts
   as the Fréchet distance of the pooled features (few frames bias both upwards: compare them
   between methods of one report, not with papers' numbers on thousands of clips);
 - identity: CSIM/AED of each output frame's embedding vs the source's; motion: AKD between
-  landmarks extracted from output and real frames.
+  landmarks extracted from output and real frames, and its floor: the extractor on the real
+  frames against the data's own landmarks (exact for the synthetic renderer);
+- consistency between segments (`segment_metrics`): the seam ratio on the plan that made the
+  video and the spread of segment colours; PSNR per distance bin and its first-to-last
+  quarter change (`distance_bins`); sharpness and flicker as ratios to the real video's
+  (`video_statistics`). The real video's seam ratio and spread on the same plan are the
+  reference (`real` row).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from anchored_jax.evaluation import distance_bins, segment_metrics, video_statistics
 from anchored_jax.evaluation.consistency_study import METRICS, frame_metrics, summarize
 
 FVD_WINDOW = 16  # frames per FVD window (the I3D clip length of the FVD paper)
@@ -148,6 +155,11 @@ def build_suite(
         skipped["akd"] = "skipped: no landmark extractor asked for (--akd_landmarks '')"
     elif keypoints is None:
         skipped["akd"] = "skipped: anchored_jax.evaluation.keypoint_metrics is not available"
+    elif landmarks not in getattr(keypoints, "EXTRACTORS", (landmarks,)):
+        skipped["akd"] = (
+            f"skipped: keypoint_metrics has no {landmarks!r} landmark extractor (it has "
+            f"{list(keypoints.EXTRACTORS)})"
+        )
     else:
         extractor = keypoints.landmark_extractor(landmarks)
         if isinstance(extractor, str):  # why it is unavailable; its first clause is the fact
@@ -191,11 +203,19 @@ def score_clip(
     video_THWC: np.ndarray,
     real_THWC: np.ndarray,
     landmarks_TLC: np.ndarray,
+    owner_T: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Everything one generated clip contributes to the report, as numpy arrays."""
+    """Everything one generated clip contributes to the report, as numpy arrays.
+
+    owner_T: the segment that generated each frame (`segment_metrics.segment_owner_T` of the
+      plan the method ran), for the seam ratio and spread; None for copy-source.
+    """
     video_THWC = np.asarray(video_THWC, np.float32)
     real_THWC = np.asarray(real_THWC, np.float32)
     part = frame_metrics(video_THWC, real_THWC, landmarks_TLC)
+    part.update(_frame_statistics(video_THWC, landmarks_TLC))
+    if owner_T is not None:
+        part["owner"] = np.asarray(owner_T, np.int64)
     part["image_size"] = np.asarray(video_THWC.shape[1])
     if suite.lpips is not None:
         part["lpips"] = _batched(
@@ -211,10 +231,26 @@ def score_clip(
     return part
 
 
-def reference_clip(suite: MetricSuite, real_THWC: np.ndarray) -> dict[str, np.ndarray]:
-    """The real clip's side of the pooled metrics (features; the source's identity embedding)."""
+def _frame_statistics(video_THWC: np.ndarray, landmarks_TLC: np.ndarray) -> dict:
+    """The per-frame numbers behind the seam ratio, spread, sharpness and flicker."""
+    return dict(
+        change=segment_metrics.frame_change_T(video_THWC),
+        region_means=segment_metrics.region_means_T23(video_THWC, landmarks_TLC),
+        laplacian=video_statistics.laplacian_T(video_THWC),
+    )
+
+
+def reference_clip(
+    suite: MetricSuite, real_THWC: np.ndarray, landmarks_TLC: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The real clip's side of the pooled metrics: features, the source's identity embedding,
+    the per-frame statistics of the consistency ratios and the data's own landmarks."""
     real_THWC = np.asarray(real_THWC, np.float32)
     ref = _features(suite, real_THWC)
+    ref.update(_frame_statistics(real_THWC, landmarks_TLC))
+    ref["image_size"] = np.asarray(real_THWC.shape[1])
+    if suite.landmarks is not None:
+        ref["data_landmarks"] = np.asarray(landmarks_TLC, np.float64)[1:, :, :2]
     if suite.identity is not None:
         ref["source_identity"] = _batched(suite.identity, real_THWC[:1])[0]
     return ref
@@ -237,11 +273,16 @@ def summarize_suite(
     parts: dict[str, list[dict[str, np.ndarray]]],
     references: list[dict[str, np.ndarray]],
     suite_skipped: dict[str, str],
+    plan_owner_T: np.ndarray | None = None,
 ) -> dict:
     """Pools each method's clips (`parts[method][clip]`) into the report's numbers.
 
-    Returns `{"methods": {method: row}, "per_clip": {method: [row]}, "skipped": {...}}`; every
-    row holds plain floats (and the consistency study's binned curves).
+    plan_owner_T: the owner of each frame under the plan of the table (for the real video's
+      reference seam ratio and spread, and copy-source's spread); a part's own `owner` (the
+      plan its method ran) is used for its seam ratio and spread.
+    Returns `{"methods": {method: row}, "per_clip": {method: [row]}, "real": row,
+    "skipped": {...}}`; every row holds plain floats (or None where a number is undefined)
+    and the distance curves.
     """
     summary = summarize({m: [{k: p[k] for k in FRAME_KEYS} for p in ps] for m, ps in parts.items()})
     skipped = dict(suite_skipped)
@@ -252,6 +293,7 @@ def summarize_suite(
         per_clip[method] = [
             {k: float(p[k][1:].mean()) for k in ("psnr", "ssim", "l1", "drift")} for p in ps
         ]
+        row.update(_consistency(ps, references, plan_owner_T))
         if "lpips" in ps[0]:
             row["lpips_mean"] = _mean_after_source(ps, "lpips")
         if "tde" in ps[0]:
@@ -274,19 +316,85 @@ def summarize_suite(
                        for p, r in zip(ps, references)])  # fmt: skip
             row.update({k: float(v) for k, v in identity_similarity(out, src).items()})
         if "landmarks" in ps[0]:
-            from anchored_jax.evaluation.keypoint_metrics import average_keypoint_distance
+            row["akd"] = _akd(ps, [r["landmarks"] for r in references])
+    return {
+        "methods": summary,
+        "per_clip": per_clip,
+        "real": _real_row(references, plan_owner_T, skipped),
+        "skipped": skipped,
+    }
 
-            size = int(ps[0]["image_size"])
-            row["akd"] = float(
-                average_keypoint_distance(
-                    cat([p["landmarks"] for p in ps]),
-                    cat([r["landmarks"] for r in references]),
-                    size,
-                )
-            )
+
+def _akd(parts: list[dict], reference_NLC: list[np.ndarray]) -> float:
+    from anchored_jax.evaluation.keypoint_metrics import average_keypoint_distance
+
+    pred_NLC = np.concatenate([p["landmarks"] for p in parts])
+    size = int(parts[0]["image_size"])
+    return float(average_keypoint_distance(pred_NLC, np.concatenate(reference_NLC), size))
+
+
+def _consistency(parts: list[dict], references: list[dict], plan_owner_T) -> dict:
+    """A method's seam ratio, spread, PSNR by distance, sharpness and flicker ratios."""
+    num_frames = len(parts[0]["psnr"])
+    distance = np.concatenate([p["distance"][1:] for p in parts])
+    psnr = np.concatenate([p["psnr"][1:] for p in parts])
+    row = {"psnr_by_distance": distance_bins.binned_means(distance, psnr)}
+    quarters = [distance_bins.quarter_change(p["psnr"]) for p in parts]
+    row["psnr_quarter_change"] = None if None in quarters else float(np.mean(quarters))
+    owned = "owner" in parts[0]
+    if owned:
+        changes, owners = [p["change"] for p in parts], [p["owner"] for p in parts]
+        row.update(segment_metrics.pooled_seam_ratio(changes, owners))
+    else:  # copy-source: no segments, so no seams
+        row.update(seam_ratio=None, join_pairs=None, within_pairs=None)
+    owners = [p["owner"] if owned else plan_owner_T for p in parts]
+    row.update(_mean_spread([p["region_means"] for p in parts], owners))
+    row["sharpness_ratio"] = video_statistics.ratio(
+        [p["laplacian"][1:] for p in parts], [r["laplacian"][1:] for r in references]
+    )
+    row["flicker_ratio"] = video_statistics.ratio(
+        [p["change"][1:] for p in parts], [r["change"][1:] for r in references]
+    )
+    row["curves"] = {
+        metric: distance_bins.log_binned_curve(
+            distance, np.concatenate([p[metric][1:] for p in parts]), num_frames
+        )
+        for metric in ("psnr", "ssim", "drift")
+    }
+    return row
+
+
+def _mean_spread(means: list[np.ndarray], owners: list) -> dict:
+    """The spread between segments averaged over clips (None where a clip has < 2 segments)."""
+    if any(o is None for o in owners):
+        return dict(spread=None, spread_face=None, spread_background=None)
+    per_clip = [segment_metrics.spread_from_means(m, o) for m, o in zip(means, owners)]
+    out = {}
+    for key in per_clip[0]:
+        values = [c[key] for c in per_clip]
+        out[key] = None if None in values else float(np.mean(values))
+    return out
+
+
+def _real_row(references: list[dict], plan_owner_T, skipped: dict) -> dict:
+    """The real video's reference numbers: seam ratio and spread on the table's plan, the mean
+    consecutive-frame difference, and the landmark extractor's floor for AKD."""
     real = {}
     if references and "consecutive_difference" in references[0]:
         real["consecutive_difference_mean"] = float(
             np.concatenate([r["consecutive_difference"] for r in references]).mean()
         )
-    return {"methods": summary, "per_clip": per_clip, "real": real, "skipped": skipped}
+    if plan_owner_T is not None:
+        owners = [plan_owner_T] * len(references)
+        real.update(segment_metrics.pooled_seam_ratio([r["change"] for r in references], owners))
+        real.update(_mean_spread([r["region_means"] for r in references], owners))
+    if references and "landmarks" in references[0]:
+        extracted, data = references[0]["landmarks"], references[0]["data_landmarks"]
+        if extracted.shape[1] != data.shape[1]:
+            skipped["akd_floor"] = (
+                f"skipped: the extractor gives {extracted.shape[1]} points, the data's "
+                f"landmarks have {data.shape[1]}"
+            )
+        else:
+            real["akd_floor"] = _akd(references, [r["data_landmarks"] for r in references])
+    return real

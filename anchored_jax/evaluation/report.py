@@ -1,10 +1,12 @@
 """The evaluation report on disk: resumable parts, metrics.json, report.md and the plots.
 
-A report folder holds `parts/` (one `.npz` per finished (method, clip), written atomically,
-plus `parts/settings.json`, the settings they were computed with), `metrics.json` (every
-number, the settings and the skipped metrics' reasons), `report.md` (the table, the skipped
-notes and links to the figures) and PNG line plots of face-colour drift, PSNR and SSIM against
-the distance from the anchor (the frame index: the source is frame 0).
+A report folder holds `parts/` (one `.npz` per finished (method, plan, seed, clip), written
+atomically, plus `parts/settings.json`, the settings they were computed with), `metrics.json`
+(every number, the settings and the skipped metrics' reasons), `report.md` (per plan, the
+consistency and fidelity tables with the seeds' spread, the skipped notes and links to the
+figures) and, per plan, PNG plots of PSNR and face-colour drift against the distance from the
+anchor (the frame index: the source is frame 0), one line per method with the seeds' spread
+as a band.
 """
 
 from __future__ import annotations
@@ -14,39 +16,33 @@ import os
 
 import numpy as np
 
-from anchored_jax.evaluation.line_plot import write_line_plot
+from anchored_jax.evaluation.curve_plots import write_line_plot
+from anchored_jax.evaluation.report_tables import DEFINITIONS, plan_tables
 
 PARTS = "parts"
 SETTINGS_FILE = "settings.json"
-PLOTS = (
-    ("drift", "face colour drift", "drift_vs_distance.png"),
-    ("psnr", "PSNR (dB)", "psnr_vs_distance.png"),
-    ("ssim", "SSIM", "ssim_vs_distance.png"),
-)
-# (column, row key, format); a key absent from every row is a skipped metric.
-COLUMNS = (
-    ("PSNR (dB)", "psnr_mean", ".2f"),
-    ("PSNR, moved", "psnr_moved_mean", ".2f"),
-    ("SSIM", "ssim_mean", ".3f"),
-    ("L1", "l1_mean", ".3f"),
-    ("LPIPS", "lpips_mean", ".3f"),
-    ("drift", "drift_mean", ".3f"),
-    ("drift slope /100 fr", "drift_slope_per_100_frames", "+.4f"),
-    ("PSNR slope /100 fr", "psnr_slope_per_100_frames", "+.3f"),
-    ("TDE", "tde_mean", ".4f"),
-    ("FID", "fid", ".2f"),
-    ("FVD", "fvd", ".2f"),
-    ("CSIM", "csim", ".3f"),
-    ("AED", "aed", ".3f"),
-    ("AKD (px)", "akd", ".2f"),
-)
-SKIP_KEYS = {"lpips_mean": "lpips", "tde_mean": "temporal", "fid": "fid", "fvd": "fvd",
-             "csim": "csim_aed", "aed": "csim_aed", "akd": "akd"}  # fmt: skip
+PLOTS = (("psnr", "PSNR (dB)"), ("drift", "face colour drift"))
+STRIP = "frame_strip.png"
+
+
+def part_name(method: str, plan: str | None = None, seed: int | None = None) -> str:
+    """`method`, `method_<plan>` or `method_<plan>_s<seed>`: what a part depends on."""
+    name = method if plan is None else f"{method}_{plan}"
+    return name if seed is None else f"{name}_s{seed}"
 
 
 def part_path(out_dir: str, name: str, clip: int) -> str:
-    """`<out>/parts/<name>_<clip>.npz`; name is a method or `reference` (the real clip)."""
+    """`<out>/parts/<name>_<clip>.npz`; name from `part_name` (`reference`: the real clip)."""
     return os.path.join(out_dir, PARTS, f"{name}_{clip}.npz")
+
+
+def plot_name(metric: str, plan: str) -> str:
+    return f"{metric}_vs_distance_{plan}.png"
+
+
+def strip_name(plan: str, first: bool) -> str:
+    """The first plan's strip is `frame_strip.png`, the others' `frame_strip_<plan>.png`."""
+    return STRIP if first else f"frame_strip_{plan}.png"
 
 
 def save_part(path: str, arrays: dict[str, np.ndarray]) -> None:
@@ -87,27 +83,6 @@ def check_settings(out_dir: str, settings: dict) -> None:
         json.dump(settings, f, indent=1, sort_keys=True)
 
 
-def _cell(row: dict, key: str, fmt: str, skipped: dict) -> str:
-    value = row.get(key)
-    if value is None:
-        return "skipped" if SKIP_KEYS.get(key) in skipped else "n/a"
-    if key.endswith("_per_100_frames"):  # a slope, with its standard error
-        stderr = row[key.replace("_per_100_frames", "_stderr")]
-        return f"{format(value, fmt)} ± {format(stderr, fmt.lstrip('+'))}"
-    return format(value, fmt)
-
-
-def markdown_table(methods: dict[str, dict], skipped: dict[str, str]) -> str:
-    """One row per method, one column per metric ("skipped" where its weights are missing)."""
-    header = "| method | " + " | ".join(c for c, _, _ in COLUMNS) + " |\n"
-    rule = "|---" * (len(COLUMNS) + 1) + "|\n"
-    rows = [
-        f"| {method} | " + " | ".join(_cell(row, k, fmt, skipped) for _, k, fmt in COLUMNS) + " |"
-        for method, row in methods.items()
-    ]
-    return header + rule + "\n".join(rows) + "\n"
-
-
 def _leo_section(leo: dict) -> str:
     lines = []
     if "animator" in leo:
@@ -133,33 +108,36 @@ def _leo_section(leo: dict) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def markdown_report(metrics: dict, videos: list[str] = ()) -> str:
-    """report.md: settings line, the table, skipped notes, figures and sample videos."""
+def markdown_report(metrics: dict, videos: list[str] = (), strips: list[str] = ()) -> str:
+    """report.md: the settings, per plan the two tables, skipped notes, figures and videos."""
     s = metrics.get("settings", {})
     parts = []
-    if metrics.get("methods"):
+    plans = metrics.get("plans", {})
+    if plans:
         parts.append(
             f"# Evaluation of {s.get('checkpoint', '?')}\n\n"
             f"Self-reenactment of {s.get('clips')} clips x {s.get('frames')} frames "
-            f"(data: {s.get('data')}), {s.get('steps')} DDIM steps, plan {s.get('plan')}, "
-            f"seed {s.get('seed')}. Means over frames 1.. (frame 0 is the source); the slope is "
-            "per 100 frames of distance from the anchor; TDE is the temporal difference error "
-            "(consecutive-frame change vs ground truth's).\n\n"
+            f"(data: {s.get('data')}), {s.get('steps')} DDIM steps, guidance (identity, "
+            f"landmarks) {s.get('guidance')}, max anchor gap {s.get('max_anchor_gap_s')} s "
+            f"(0 = true times), seeds {s.get('seeds')}. Every cell is mean ± std over the seeds, "
+            "clips pooled within a seed. The autoregressive chain always runs the contiguous "
+            "plan: it is computed once per seed and its row repeats in every plan's table.\n"
         )
-        parts.append(markdown_table(metrics["methods"], metrics.get("skipped", {})))
-        real = metrics.get("real", {})
-        if "consecutive_difference_mean" in real:
-            cd = {m: r.get("consecutive_difference_mean") for m, r in metrics["methods"].items()}
+        parts.append(DEFINITIONS)
+        skipped = metrics.get("skipped", {})
+        for plan, result in plans.items():
+            parts.append(f"\n## Plan `{plan}`\n")
+            parts.append(plan_tables(plan, result, skipped))
             parts.append(
-                "\nMean consecutive-frame difference: real "
-                f"{real['consecutive_difference_mean']:.4f}; "
-                + ", ".join(f"{m} {v:.4f}" for m, v in cd.items() if v is not None)
-                + ".\n"
-            )
-        if metrics.get("skipped"):
+                "\n" + " ".join(f"![{label}, plan {plan}]({plot_name(m, plan)})"
+                                for m, label in PLOTS) + "\n"
+            )  # fmt: skip
+        if skipped:
             parts.append("\nSkipped metrics:\n\n")
-            parts += [f"- {k}: {v}\n" for k, v in sorted(metrics["skipped"].items())]
-        parts.append("\n" + "\n".join(f"![{label}]({png})" for _, label, png in PLOTS) + "\n")
+            parts += [f"- {k}: {v}\n" for k, v in sorted(skipped.items())]
+        if strips:
+            parts.append("\nFrame strips (first clip, first seed; rows: real, then methods):\n\n")
+            parts += [f"![frame strip]({p})\n" for p in strips]
         if videos:
             parts.append(
                 "\nSample videos (source | landmarks | real | methods in table order):\n\n"
@@ -169,24 +147,37 @@ def markdown_report(metrics: dict, videos: list[str] = ()) -> str:
     return "".join(parts)
 
 
-def write_plots(out_dir: str, methods: dict[str, dict], title: str) -> list[str]:
-    """The drift, PSNR and SSIM curves against distance from the anchor, one line per method."""
+def write_plots(out_dir: str, metrics: dict) -> list[str]:
+    """Per plan, PSNR and drift against distance from the anchor: a line per method, a band
+    of ± one std over seeds."""
+    s = metrics.get("settings", {})
     paths = []
-    for metric, label, png in PLOTS:
-        series = {m: tuple(map(np.asarray, r["curves"][metric])) for m, r in methods.items()}
-        path = os.path.join(out_dir, png)
-        write_line_plot(
-            path,
-            series,
-            title=f"{label} vs distance from the anchor ({title})",
-            xlabel="distance from the anchor (frames)",
-            ylabel=label,
-        )
-        paths.append(path)
+    for plan, result in metrics["plans"].items():
+        methods = result["methods"]
+        for metric, label in PLOTS:
+            series, bands = {}, {}
+            for method, stats in methods.items():
+                curve = stats["mean"].get("curves", {}).get(metric)
+                if curve:
+                    series[method] = tuple(map(np.asarray, curve))
+                    bands[method] = np.asarray(stats["std"]["curves"][metric][1])
+            if not series:
+                continue
+            path = os.path.join(out_dir, plot_name(metric, plan))
+            write_line_plot(
+                path, series, bands=bands, log_x=True, size=(900, 480),
+                title=f"{label} vs distance from the anchor, plan {plan} "
+                f"({len(s.get('seeds', []))} seeds x {s.get('clips')} clips x "
+                f"{s.get('frames')} frames; band: ± std over seeds)",
+                xlabel="distance from the anchor (frames)", ylabel=label,
+            )  # fmt: skip
+            paths.append(path)
     return paths
 
 
-def write_report(out_dir: str, metrics: dict, videos: list[str] = ()) -> list[str]:
+def write_report(
+    out_dir: str, metrics: dict, videos: list[str] = (), strips: list[str] = ()
+) -> list[str]:
     """Writes metrics.json, report.md and (with method results) the plots; returns the paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = [os.path.join(out_dir, "metrics.json"), os.path.join(out_dir, "report.md")]
@@ -195,10 +186,7 @@ def write_report(out_dir: str, metrics: dict, videos: list[str] = ()) -> list[st
         json.dump(metrics, f, indent=1)
     os.replace(tmp, paths[0])
     with open(paths[1], "w") as f:
-        f.write(markdown_report(metrics, videos))
-    if metrics.get("methods"):
-        s = metrics.get("settings", {})
-        paths += write_plots(
-            out_dir, metrics["methods"], f"{s.get('clips')} clips x {s.get('frames')} frames"
-        )
+        f.write(markdown_report(metrics, videos, strips))
+    if metrics.get("plans"):
+        paths += write_plots(out_dir, metrics)
     return paths

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from anchored_jax.evaluation.line_plot import write_line_plot
+from anchored_jax.evaluation.curve_plots import write_line_plot
 
 EVAL_FILE = "eval.json"
 SWEEP_FILE = "sweep.json"

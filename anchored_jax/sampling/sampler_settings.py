@@ -83,10 +83,21 @@ class SamplerSettings:
 
 
 def comparison_run(method: str, plan_kind: str, **settings) -> tuple[str, SamplerSettings]:
-    """The segment-plan kind and settings of one method in a method comparison: the independent
-    baseline generates its own anchors, and the autoregressive chain hands frames on in time
-    order, so it always uses the contiguous plan."""
-    if method == "independent":
-        settings["anchor"] = "generated"
+    """The segment-plan kind and settings of one method of a method comparison.
+
+    Report names fix the anchor: `anchored_known` holds the source image as the shared clean
+    anchor, `anchored_generated` generates one shared anchor (averaged across segments), and
+    the independent baseline generates its own anchor per segment. `anchored` keeps the
+    anchor of `settings` (known by default), so a sweep can vary `sampling.anchor`. The
+    autoregressive chain hands frames on in time order from the known source, so it always
+    uses the contiguous plan.
+    """
+    anchors = dict(anchored_known="known", anchored_generated="generated",
+                   independent="generated", autoregressive="known")  # fmt: skip
+    if method != "anchored" and method not in anchors:
+        raise ValueError(f"method: expected one of {['anchored', *anchors]}, got {method!r}")
+    if method in anchors:
+        settings["anchor"] = anchors[method]
     kind = "contiguous" if method == "autoregressive" else plan_kind
-    return kind, SamplerSettings(method=method, **settings)
+    sampler_method = "anchored" if method.startswith("anchored") else method
+    return kind, SamplerSettings(method=sampler_method, **settings)

@@ -17,7 +17,7 @@ from anchored_jax.evaluation.consistency_study import (
     markdown_table,
     summarize,
 )
-from anchored_jax.evaluation.line_plot import write_line_plot
+from anchored_jax.evaluation.curve_plots import write_line_plot
 
 
 def test_psnr_and_ssim_match_closed_forms():
@@ -92,6 +92,6 @@ def test_summary_pools_clips_fits_slopes_and_writes_a_table_and_plot(tmp_path):
     write_line_plot(path, series, title="t", xlabel="x", ylabel="y")
     pixels = np.asarray(Image.open(path))
     assert pixels.shape == (440, 720, 3)
-    # Both series' colours were drawn.
-    for colour in ((31, 119, 180), (214, 39, 40)):
+    # Both series' colours (matplotlib's first two, C0 and C1) were drawn.
+    for colour in ((31, 119, 180), (255, 127, 14)):
         assert np.all(pixels == colour, axis=-1).sum() > 20

@@ -1,7 +1,9 @@
 """`launch.evaluate`'s report on a small sDiT checkpoint: numbers, files, resume, skipped notes."""
 
+import glob
 import json
 import os
+import types
 
 import av
 import jax
@@ -18,18 +20,28 @@ from anchored_jax.evaluation.frechet import feature_statistics, frechet_distance
 from anchored_jax.evaluation.image_metrics import ssim
 from anchored_jax.evaluation.inception_v3 import InceptionV3Features, load_inception
 from anchored_jax.evaluation.lpips import load_lpips
+from anchored_jax.evaluation.segment_metrics import (
+    frame_change_T,
+    pooled_seam_ratio,
+    segment_owner_T,
+    segment_spread,
+)
 from anchored_jax.evaluation.torch_layout_layers import torch_layout
+from anchored_jax.evaluation.video_statistics import laplacian_T
+from anchored_jax.sampling.segment_plan import plan_segments
 from anchored_jax.training.inference_checkpoint import load_sdit_for_inference
 from anchored_jax.training.train_state import split_model
 from anchored_jax.training.trainer import build_model
+from launch import evaluate
 from launch.evaluate import run_report
 from launch.reenact import held_out_video, to_unit_range
 from tests.cli_testing import one_line_error, run_module
 from tests.launch.test_reenact_cli import small_run_config
 
 FRAMES, CLIPS = 9, 2
-METHODS = ("anchored", "autoregressive")
-KW = dict(frames=FRAMES, clips=CLIPS, methods=METHODS, num_steps=2, chunk_size=2, display=32)
+METHODS = ("anchored_known", "autoregressive")
+KW = dict(frames=FRAMES, clips=CLIPS, methods=METHODS, plans=("contiguous",), seeds=(0, 1),
+          num_steps=2, chunk_size=2, display=32)  # fmt: skip
 INCEPTION = dict(width=0.125, image_size=75)  # the real network's code, narrow and small
 
 
@@ -109,16 +121,24 @@ def test_report_numbers_files_and_skipped_notes(setup, tmp_path):
     metrics = run_report(setup["export"], out, suite=_suite(setup), loaded=setup["loaded"], **KW)
     with open(os.path.join(out, "metrics.json")) as f:
         assert json.load(f) == json.loads(json.dumps(metrics))
-    assert list(metrics["methods"]) == [*METHODS, "copy_source"]
+    table = metrics["plans"]["contiguous"]
+    assert list(table["methods"]) == [*METHODS, "copy_source"]
     assert set(metrics["skipped"]) == {"fvd", "csim_aed", "akd"}
 
     # The copy-source row, recomputed directly from the held-out frames with the libraries.
     source = held_out_video(setup["config"], 0, FRAMES)
     real = np.stack([to_unit_range(source.read_frames(c, np.arange(FRAMES))) for c in range(2)])
+    landmarks = [source[c].landmarks_TLC[:FRAMES] for c in range(CLIPS)]
     copy = np.broadcast_to(real[:, :1], real.shape)
-    row = metrics["methods"]["copy_source"]
+    row, row_std = table["methods"]["copy_source"]["mean"], table["methods"]["copy_source"]["std"]
     psnr = np.concatenate([psnr_T(copy[c], real[c])[1:] for c in range(CLIPS)])
     np.testing.assert_allclose(row["psnr_mean"], psnr.mean(), rtol=1e-12)
+    assert row_std["psnr_mean"] == 0.0  # copy-source does not depend on the seed
+    np.testing.assert_allclose(row["psnr_by_distance"]["1-32"], psnr.mean(), rtol=1e-12)
+    quarters = [np.array_split(psnr_T(copy[c], real[c])[1:], 4) for c in range(CLIPS)]
+    np.testing.assert_allclose(
+        row["psnr_quarter_change"], np.mean([q[-1].mean() - q[0].mean() for q in quarters])
+    )
     frames_N = real[:, 1:].reshape(-1, *real.shape[2:])
     # SSIM on frames mapped to [0, 1], data range 1 (the convention of 8-bit image papers).
     unit = lambda a: (a + 1.0) / 2.0  # noqa: E731
@@ -135,19 +155,47 @@ def test_report_numbers_files_and_skipped_notes(setup, tmp_path):
     np.testing.assert_allclose(row["lpips_mean"], float(np.mean(lpips_N)), rtol=1e-5)
     tde = np.abs(np.diff(real, axis=1)).mean(axis=(2, 3, 4))  # copy-source does not move
     np.testing.assert_allclose(row["tde_mean"], tde.mean(), rtol=1e-5)
+    # Consistency: no seams, no flicker; sharpness of the source against the real frames.
+    assert row["seam_ratio"] is None and row["flicker_ratio"] == 0.0
+    lap = lambda v: laplacian_T(v)[1:]  # noqa: E731
+    np.testing.assert_allclose(
+        row["sharpness_ratio"],
+        np.concatenate([lap(c) for c in copy]).mean()
+        / np.concatenate([lap(r) for r in real]).mean(),
+    )
+    K = setup["config"].data.clip_frames
+    owner = segment_owner_T(plan_segments(FRAMES, K, 0, "contiguous"))
+    spread = [segment_spread(copy[c], landmarks[c], owner)["spread"] for c in range(CLIPS)]
+    np.testing.assert_allclose(row["spread"], np.mean(spread), rtol=1e-9)
+    # The real video's reference row: its own seam ratio and spread on the same plan.
+    ref = table["real"]["mean"]
+    seam = pooled_seam_ratio([frame_change_T(r) for r in real], [owner] * CLIPS)["seam_ratio"]
+    np.testing.assert_allclose(ref["seam_ratio"], seam, rtol=1e-9)
+    spread = [segment_spread(real[c], landmarks[c], owner)["spread"] for c in range(CLIPS)]
+    np.testing.assert_allclose(ref["spread"], np.mean(spread), rtol=1e-9)
+
     for method in METHODS:
-        r = metrics["methods"][method]
+        stats = table["methods"][method]
+        r = stats["mean"]
         assert r["frames"] == CLIPS * (FRAMES - 1) and np.isfinite(r["fid"]) and r["fid"] > 0
         assert 0 < r["ssim_mean"] < 1 and r["psnr_mean"] > 0 and metrics["seconds"][method] > 0
-        assert r["lpips_mean"] > 0
+        assert r["lpips_mean"] > 0 and r["seam_ratio"] > 0 and r["flicker_ratio"] > 0
+        per_seed = [stats["per_seed"][s]["psnr_mean"] for s in ("0", "1")]
+        np.testing.assert_allclose(r["psnr_mean"], np.mean(per_seed))
+        np.testing.assert_allclose(stats["std"]["psnr_mean"], np.std(per_seed, ddof=1))
+        assert per_seed[0] != per_seed[1]  # the seeds are different noise
 
     with open(os.path.join(out, "report.md")) as f:
         text = f.read()
-    assert "| anchored |" in text and "skipped" in text and "- fvd: skipped: no" in text
-    assert "![face colour drift](drift_vs_distance.png)" in text
-    for png in ("drift_vs_distance.png", "psnr_vs_distance.png", "ssim_vs_distance.png"):
-        assert Image.open(os.path.join(out, png)).size == (720, 440)
-    with av.open(os.path.join(out, "clip0_comparison.mp4")) as container:
+    assert "### Consistency, plan `contiguous`" in text and "| real video (reference) |" in text
+    assert "| anchored_known | " in text and " ± " in text and "- fvd: skipped: no" in text
+    assert "![PSNR (dB), plan contiguous](psnr_vs_distance_contiguous.png)" in text
+    for png in ("drift_vs_distance_contiguous.png", "psnr_vs_distance_contiguous.png"):
+        assert Image.open(os.path.join(out, png)).size == (900, 480)
+    strip = Image.open(os.path.join(out, "frame_strip.png"))
+    assert strip.size[1] == 110 * (1 + len(METHODS)) + 60  # rows: real and each method
+    assert glob.glob(os.path.join(out, "tb", "events.out.tfevents.*"))
+    with av.open(os.path.join(out, "clip0_contiguous_comparison.mp4")) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == FRAMES and frames[0].shape == (32, 32 * (3 + len(METHODS)), 3)
 
@@ -158,7 +206,8 @@ def test_an_interrupted_report_resumes_to_the_same_metrics(setup, tmp_path):
     out = str(tmp_path / "resumed")
     assert run_report(setup["export"], out, max_parts=3, **kw) is None  # stopped: no report
     parts = sorted(os.listdir(os.path.join(out, "parts")))
-    assert parts == ["anchored_0.npz", "autoregressive_0.npz", "reference_0.npz", "settings.json"]
+    assert parts == ["anchored_known_contiguous_s0_0.npz", "copy_source_0.npz",
+                     "reference_0.npz", "settings.json"]  # fmt: skip
     assert not os.path.exists(os.path.join(out, "metrics.json"))
     mtimes = {p: os.stat(os.path.join(out, "parts", p)).st_mtime_ns for p in parts}
     resumed = run_report(setup["export"], out, **kw)
@@ -171,13 +220,43 @@ def test_an_interrupted_report_resumes_to_the_same_metrics(setup, tmp_path):
 
 
 CLI_ARGS = ("--frames", "5", "--clips", "1", "--steps", "1", "--methods", "anchored",
-            "--display_size", "32")  # fmt: skip
+            "--plan", "contiguous", "--seeds", "0", "--display_size", "32")  # fmt: skip
 
 
-def test_cli_reports_bad_flags_in_one_line(setup, tmp_path):
-    bad = run_module("launch.evaluate", "--checkpoint", setup["export"], *CLI_ARGS,
-                     "--data", "webcam", "--out", tmp_path / "bad")  # fmt: skip
-    assert "--data: expected '', synthetic, video_dir:ROOT" in one_line_error(bad)
+def _flags(**changes):
+    """The command's defaults as parsed flags, with some changed."""
+    defaults = dict(data="", frames=512, clips=2, methods=None, anchor="both",
+                    plan=["contiguous", "random"], seeds=["0", "1"], guidance="1,1", steps=10,
+                    chunk_size=32, max_anchor_gap=0.0, vae="", akd_landmarks="auto",
+                    sample_clips=1, display_size=128, max_parts=0, leo_videos=8)  # fmt: skip
+    return types.SimpleNamespace(**{**defaults, **changes})
+
+
+def test_default_study_and_every_bad_flag_in_one_line(setup, tmp_path):
+    options = evaluate.check_flags(_flags())
+    assert options["methods"] == ["anchored_known", "anchored_generated", "independent",
+                                  "autoregressive"]  # fmt: skip
+    assert options["plans"] == ["contiguous", "random"] and options["seeds"] == [0, 1]
+    assert (options["frames"], options["num_steps"], options["max_anchor_gap_s"]) == (512, 10, 0)
+    assert options["guidance"] == (1.0, 1.0)
+    bad = {
+        "frames": 1, "clips": 0, "steps": 0, "chunk_size": -1, "sample_clips": -1,
+        "methods": ["anchored", "dreams"], "anchor": "maybe", "plan": [], "seeds": ["-2"],
+        "guidance": "1", "max_anchor_gap": -3.0, "akd_landmarks": "dlib", "data": "webcam",
+    }  # fmt: skip
+    for flag, value in bad.items():
+        with pytest.raises(ValueError) as error:
+            evaluate.check_flags(_flags(**{flag: value}))
+        name = {"plan": "plan", "data": "data"}.get(flag, flag)
+        assert str(error.value).startswith(f"--{name}: expected"), str(error.value)
+        assert "\n" not in str(error.value)
+    # Through the command line: the flag is refused before the checkpoint is even looked at.
+    result = run_module("launch.evaluate", "--checkpoint", tmp_path / "missing", "--frames", "1",
+                        "--out", tmp_path / "bad")  # fmt: skip
+    assert one_line_error(result) == "error: --frames: expected an int >= 2, got 1"
+    result = run_module("launch.evaluate", "--checkpoint", setup["export"], *CLI_ARGS,
+                        "--data", "webcam", "--out", tmp_path / "bad")  # fmt: skip
+    assert "--data: expected '', synthetic, video_dir:ROOT" in one_line_error(result)
     with pytest.raises(ValueError, match=r"^--inception_weights \S+no.pth: no such file$"):
         metric_suite.build_suite(inception_weights=str(tmp_path / "no.pth"))
     with pytest.raises(ValueError, match="--lpips_weights .*: expected alex.pth"):
@@ -191,9 +270,9 @@ def test_cli_writes_the_documented_report(setup, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "cli" / "metrics.json") as f:
         metrics = json.load(f)
-    assert list(metrics["methods"]) == ["anchored", "copy_source"]
+    assert list(metrics["plans"]["contiguous"]["methods"]) == ["anchored_known", "copy_source"]
     assert metrics["skipped"]["fid"] == "skipped: no --inception_weights given"
-    assert "| anchored |" in result.stdout
+    assert "| anchored_known |" in result.stdout
 
 
 def _export_leo(root, name: str, config, params) -> str:
