@@ -243,19 +243,31 @@ def denoise_segments(
 
 
 def shared_anchor_noise(
-    key: jax.Array, shape_SKHWC: tuple[int, ...], *, shared: bool = True
+    key: jax.Array,
+    shape_SKHWC: tuple[int, ...],
+    *,
+    shared: bool = True,
+    correlation: float = 0.0,
 ) -> jax.Array:
     """Starting noise with one draw for the anchor slot, repeated in every segment.
 
     `shared=False` keeps each segment's own slot-0 draw (the independent baseline); the other
     slots are the same numbers either way, so methods differ only in how they treat slot 0.
+    `correlation` c mixes a common draw into every slot: sqrt(c) * common + sqrt(1 - c) * own,
+    still unit variance per element; common to the whole video, or per segment if not shared.
     """
-    k_frames, k_anchor = jax.random.split(key)
+    k_frames, k_anchor, k_common = jax.random.split(key, 3)
     noise = jax.random.normal(k_frames, shape_SKHWC, jnp.float32)
-    if not shared:
-        return noise
-    anchor = jax.random.normal(k_anchor, shape_SKHWC[2:], jnp.float32)
-    return noise.at[:, 0].set(jnp.broadcast_to(anchor, noise[:, 0].shape))
+    if shared:
+        anchor = jax.random.normal(k_anchor, shape_SKHWC[2:], jnp.float32)
+        noise = noise.at[:, 0].set(jnp.broadcast_to(anchor, noise[:, 0].shape))
+    if correlation > 0.0:
+        # One common draw for the whole video, or one per segment when segments are
+        # independent (the baseline must not share anything between segments).
+        common_shape = shape_SKHWC[2:] if shared else shape_SKHWC[:1] + (1,) + shape_SKHWC[2:]
+        common = jax.random.normal(k_common, common_shape, jnp.float32)
+        noise = jnp.sqrt(correlation) * common + jnp.sqrt(1.0 - correlation) * noise
+    return noise
 
 
 def autoregressive_segments(

@@ -20,6 +20,10 @@ ANCHOR_KINDS = ("known", "generated")
 # clean: the known anchor is fed at per-frame t=0 on every step (how training shows it);
 # renoise: it is re-noised from the source to the current step's t, like its neighbours.
 KNOWN_ANCHOR_MODES = ("clean", "renoise")
+# averaged: the generated anchor is denoised with every segment and averaged after each step;
+# settled: it is first generated alone (averaged over up to chunk_size segments spread over
+# the video), then held clean, like a known anchor, while every segment is denoised
+GENERATED_ANCHOR_MODES = ("averaged", "settled")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +33,7 @@ class SamplerSettings:
     method: str = "anchored"
     anchor: str = "known"  # known (the source image) | generated (unconditional / landmarks)
     known_anchor_mode: str = "clean"
+    generated_anchor_mode: str = "averaged"
     sampler: str = "ddim"  # ddim (deterministic at eta=0) | ddpm (ancestral, respaced)
     num_steps: int = 20  # solver steps; each is one batched model forward per CFG branch
     eta: float = 0.0  # DDIM stochasticity; 0 = deterministic
@@ -40,12 +45,18 @@ class SamplerSettings:
     # its own spacing), so the model never sees anchor gaps beyond its training clips' span;
     # 0 = true times relative to the anchor.
     max_anchor_gap_s: float = 0.0
+    # Correlation of the starting noise between frames: each frame's draw is
+    # sqrt(c) * one draw shared by the whole video + sqrt(1 - c) * its own. With DDIM's
+    # deterministic path, frames with near-equal conditions then end near-equal (less flicker);
+    # 0 = independent frames, as in training with `training.noise_correlation = 0`.
+    noise_correlation: float = 0.0
 
     def __post_init__(self):
         for name, allowed in (
             ("method", METHODS),
             ("anchor", ANCHOR_KINDS),
             ("known_anchor_mode", KNOWN_ANCHOR_MODES),
+            ("generated_anchor_mode", GENERATED_ANCHOR_MODES),
             ("sampler", SAMPLER_KINDS),
         ):
             value = getattr(self, name)
@@ -58,6 +69,10 @@ class SamplerSettings:
         if not self.max_anchor_gap_s >= 0.0:
             raise ValueError(
                 f"sampling.max_anchor_gap_s: expected >= 0, got {self.max_anchor_gap_s!r}"
+            )
+        if not 0.0 <= self.noise_correlation < 1.0:
+            raise ValueError(
+                f"sampling.noise_correlation: expected in [0, 1), got {self.noise_correlation!r}"
             )
         if not self.eta >= 0.0:
             raise ValueError(f"sampling.eta: expected >= 0, got {self.eta!r}")

@@ -168,12 +168,36 @@ def compiled_video_sampler(
                 denoise_fn, schedule, noise_SKHWC, cond_S, last_slot_S, key,
                 source_HWC=source, **kw,
             )  # fmt: skip
+        if settings.method == "anchored" and settings.anchor == "generated":
+            if settings.generated_anchor_mode == "settled":
+                source = settle_anchor(denoise_fn, schedule, noise_SKHWC, cond_S, valid_S, key,
+                                       settings=settings, prediction=prediction)  # fmt: skip
+                kw["settings"] = dataclasses.replace(settings, anchor="known")
         return denoise_segments(
             denoise_fn, schedule, noise_SKHWC, cond_S, valid_S, key, source_HWC=source,
             mesh=mesh, **kw,
         )  # fmt: skip
 
     return jax.jit(run), relay
+
+
+def settle_anchor(denoise_fn, schedule, noise_SKHWC, cond_S, valid_S, key, *, settings,
+                  prediction):  # fmt: skip
+    """The generated anchor of `generated_anchor_mode="settled"`, `[H, W, C]`.
+
+    The anchored sampler runs on up to `chunk_size` valid segments spread evenly over the
+    video (one chunk: a fraction of the full run's cost) and their averaged anchor is the
+    result. The full run then holds it clean, so every segment copies appearance from one
+    finished frame instead of one that is still forming.
+    """
+    S = noise_SKHWC.shape[0]
+    picked = np.unique(np.linspace(0, S - 1, min(S, settings.chunk_size)).round().astype(int))
+    take = functools.partial(jax.tree.map, lambda x: x[picked])
+    x0_SKHWC = denoise_segments(
+        denoise_fn, schedule, take(noise_SKHWC), take(cond_S), take(valid_S),
+        jax.random.fold_in(key, 1), settings=settings, prediction=prediction,
+    )  # fmt: skip
+    return x0_SKHWC[0, 0]
 
 
 def sampler_call(
@@ -207,8 +231,9 @@ def sampler_call(
     # conditions. A shared anchor starts from one draw; the independent baseline's segments
     # each draw their own slot 0, as separately sampled clips would.
     noise_SKHWC = shared_anchor_noise(
-        noise_key, (S, K) + frame_shape, shared=settings.method != "independent"
-    )
+        noise_key, (S, K) + frame_shape, shared=settings.method != "independent",
+        correlation=settings.noise_correlation,
+    )  # fmt: skip
     cond_S = dict(
         times_SK=jnp.asarray(inputs.times_SK),
         landmarks_SKLC=jnp.asarray(inputs.landmarks_SKLC),

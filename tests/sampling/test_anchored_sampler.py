@@ -205,3 +205,32 @@ def test_independent_starting_noise_has_its_own_anchor_draw_per_segment():
     assert np.all(shared[:, 0] == shared[0, 0])
     assert np.abs(own[0, 0] - own[1, 0]).mean() > 0.5
     np.testing.assert_array_equal(own[:, 1:], shared[:, 1:])
+
+
+def test_correlated_starting_noise_is_unit_variance_with_the_asked_correlation():
+    shape = (64, 4, 16, 16, 3)
+    video = np.asarray(shared_anchor_noise(jax.random.key(0), shape, correlation=0.8))
+    assert abs(video.std() - 1.0) < 0.02
+    # Any two slots of the video share the common draw.
+    assert abs(np.corrcoef(video[3, 1].ravel(), video[40, 2].ravel())[0, 1] - 0.8) < 0.05
+    own = np.asarray(shared_anchor_noise(jax.random.key(0), shape, shared=False, correlation=0.8))
+    # Independent segments: correlated within a segment only.
+    assert abs(np.corrcoef(own[3, 1].ravel(), own[3, 2].ravel())[0, 1] - 0.8) < 0.05
+    assert abs(np.corrcoef(own[3, 1].ravel(), own[40, 2].ravel())[0, 1]) < 0.1
+
+
+def test_settled_anchor_is_generated_first_then_held_by_every_segment():
+    from anchored_jax.sampling.video_generation import settle_anchor
+
+    targets = _targets(4)
+    settings = SamplerSettings(
+        anchor="generated", generated_anchor_mode="settled", num_steps=6, chunk_size=3
+    )
+    noise = shared_anchor_noise(jax.random.key(1), SHAPE)
+    valid = jnp.ones((S,), bool)
+    anchor = settle_anchor(
+        x0_oracle, SCHEDULE, noise, {"target": targets}, valid, jax.random.key(2),
+        settings=settings, prediction="x0",
+    )  # fmt: skip
+    # chunk_size 3 of 5 segments: segments 0, 2 and 4, spread over the video.
+    np.testing.assert_allclose(anchor, np.mean(targets[[0, 2, 4], 0], axis=0), atol=1e-5)
