@@ -48,7 +48,11 @@ from anchored_jax.evaluation.seed_statistics import across_seeds  # noqa: E402
 from anchored_jax.evaluation.segment_metrics import segment_owner_T  # noqa: E402
 from anchored_jax.evaluation.study_options import COPY, REPORT_METHODS  # noqa: E402
 from anchored_jax.sampling.frame_codec import frame_codec  # noqa: E402
-from anchored_jax.sampling.sampler_settings import comparison_run  # noqa: E402
+from anchored_jax.sampling.sampler_settings import (  # noqa: E402
+    GENERATED_ANCHOR_MODES,
+    SamplerSettings,
+    comparison_run,
+)
 from anchored_jax.sampling.segment_plan import plan_segments  # noqa: E402
 from anchored_jax.sampling.video_generation import generate_video, training_window_s  # noqa: E402
 from anchored_jax.training.inference_checkpoint import load_sdit_for_inference  # noqa: E402
@@ -110,6 +114,19 @@ def held_out_clips(config, data: str, frames: int, clips: int):
     return source, ids
 
 
+DEFAULT_SETTINGS = SamplerSettings()
+
+
+def _sampler_choices(noise_correlation: float, generated_anchor: str) -> None:
+    if not 0.0 <= noise_correlation < 1.0:
+        raise ValueError(f"--noise_correlation: expected in [0, 1), got {noise_correlation!r}")
+    if generated_anchor not in GENERATED_ANCHOR_MODES:
+        raise ValueError(
+            f"--generated_anchor: expected one of {list(GENERATED_ANCHOR_MODES)}, "
+            f"got {generated_anchor!r}"
+        )
+
+
 def _generate(loaded, codec, method, plan_kind, seed, clip, real_THWC, landmarks_TLC, fps,
               opts):  # fmt: skip
     """One method's video of one clip and the owner of each frame under the plan it ran."""
@@ -123,6 +140,8 @@ def _generate(loaded, codec, method, plan_kind, seed, clip, real_THWC, landmarks
         max_anchor_gap_s=opts["max_anchor_gap_s"],
         identity_scale=opts["guidance"][0],
         landmark_scale=opts["guidance"][1],
+        noise_correlation=opts["noise_correlation"],
+        generated_anchor_mode=opts["generated_anchor"],
     )
     plan = plan_segments(T, config.data.clip_frames, 0, kind, seed=seed)
     source_model = codec.encode(real_THWC[0])
@@ -196,6 +215,8 @@ def run_report(
     chunk_size: int = 32,
     max_anchor_gap_s: float = 0.0,
     guidance=(1.0, 1.0),
+    noise_correlation: float = DEFAULT_SETTINGS.noise_correlation,
+    generated_anchor: str = DEFAULT_SETTINGS.generated_anchor_mode,
     vae: str = "",
     suite: metric_suite.MetricSuite | None = None,
     sample_clips: int = 1,
@@ -220,6 +241,8 @@ def run_report(
                                 ("--sample_clips", sample_clips, 0), ("--display_size", display, 8),
                                 ("--max_parts", max_parts, 0)):  # fmt: skip
         study_options.check_count(flag, value, lowest)
+    # The sampler's own checks, before any load: one line naming the flag.
+    _sampler_choices(noise_correlation, generated_anchor)
     loaded = loaded or load_sdit_for_inference(checkpoint)
     config = loaded[0]
     if max_anchor_gap_s < 0:  # -1: the run's training window
@@ -233,7 +256,9 @@ def run_report(
     suite = suite or metric_suite.build_suite()
     source, video_ids = held_out_clips(config, data, frames, clips)
     opts = dict(steps=num_steps, chunk_size=chunk_size, guidance=list(guidance),
-                max_anchor_gap_s=float(max_anchor_gap_s))  # fmt: skip
+                max_anchor_gap_s=float(max_anchor_gap_s),
+                noise_correlation=float(noise_correlation),
+                generated_anchor=generated_anchor)  # fmt: skip
     settings = dict(
         checkpoint=os.path.abspath(checkpoint), data=data or config.data.source,
         frames=frames, clips=clips, methods=methods, plans=plans, seeds=seeds,
@@ -454,6 +479,14 @@ def define_flags() -> None:
     flags.DEFINE_list("seeds", ["0", "1"], "Noise seeds (also the random plan's seed).")
     flags.DEFINE_string("guidance", "1,1", "IDENTITY_SCALE,LANDMARK_SCALE: CFG scales (1 = off).")
     flags.DEFINE_integer("steps", 10, "DDIM steps.")
+    flags.DEFINE_float(
+        "noise_correlation", DEFAULT_SETTINGS.noise_correlation,
+        "In [0, 1): starting noise shared between frames (sampling.noise_correlation).",
+    )  # fmt: skip
+    flags.DEFINE_string(
+        "generated_anchor", DEFAULT_SETTINGS.generated_anchor_mode,
+        "anchored_generated: averaged (with every segment) | settled (made first, then held).",
+    )  # fmt: skip
     flags.DEFINE_integer("chunk_size", 32, "Segments denoised at once.")
     flags.DEFINE_float(
         "max_anchor_gap", 0.0,
@@ -488,6 +521,7 @@ def check_flags(FLAGS) -> dict:
                          ("sample_clips", 0), ("display_size", 8), ("max_parts", 0),
                          ("leo_videos", 1)):  # fmt: skip
         study_options.check_count(f"--{flag}", getattr(FLAGS, flag), lowest)
+    _sampler_choices(FLAGS.noise_correlation, FLAGS.generated_anchor)
     methods = study_options.resolve_methods(FLAGS.methods, FLAGS.anchor)
     study_options.landmark_kind(FLAGS.akd_landmarks, "")  # the name; auto is resolved later
     return dict(
@@ -495,7 +529,9 @@ def check_flags(FLAGS) -> dict:
         plans=study_options.check_plans(FLAGS.plan), seeds=study_options.check_seeds(FLAGS.seeds),
         num_steps=FLAGS.steps, chunk_size=FLAGS.chunk_size,
         max_anchor_gap_s=study_options.check_anchor_gap(FLAGS.max_anchor_gap),
-        guidance=study_options.parse_guidance(FLAGS.guidance), vae=FLAGS.vae,
+        guidance=study_options.parse_guidance(FLAGS.guidance),
+        noise_correlation=FLAGS.noise_correlation, generated_anchor=FLAGS.generated_anchor,
+        vae=FLAGS.vae,
         sample_clips=FLAGS.sample_clips, display=FLAGS.display_size, max_parts=FLAGS.max_parts,
     )  # fmt: skip
 

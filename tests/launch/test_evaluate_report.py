@@ -228,6 +228,8 @@ def _flags(**changes):
     defaults = dict(data="", frames=512, clips=2, methods=None, anchor="both",
                     plan=["contiguous", "random"], seeds=["0", "1"], guidance="1,1", steps=10,
                     chunk_size=32, max_anchor_gap=0.0, vae="", akd_landmarks="auto",
+                    noise_correlation=evaluate.DEFAULT_SETTINGS.noise_correlation,
+                    generated_anchor=evaluate.DEFAULT_SETTINGS.generated_anchor_mode,
                     sample_clips=1, display_size=128, max_parts=0, leo_videos=8)  # fmt: skip
     return types.SimpleNamespace(**{**defaults, **changes})
 
@@ -243,6 +245,7 @@ def test_default_study_and_every_bad_flag_in_one_line(setup, tmp_path):
         "frames": 1, "clips": 0, "steps": 0, "chunk_size": -1, "sample_clips": -1,
         "methods": ["anchored", "dreams"], "anchor": "maybe", "plan": [], "seeds": ["-2"],
         "guidance": "1", "max_anchor_gap": -3.0, "akd_landmarks": "dlib", "data": "webcam",
+        "noise_correlation": 1.0, "generated_anchor": "later",
     }  # fmt: skip
     for flag, value in bad.items():
         with pytest.raises(ValueError) as error:

@@ -132,6 +132,11 @@ def test_the_auto_anchor_gap_is_the_training_window():
     from configs import sdit
 
     config = sdit.get_config("tiny")
+    # Anchors drawn from anywhere: the whole synthetic video; real videos: no limit.
+    assert training_window_s(config) == pytest.approx((config.data.video_frames - 1) / 25.0)
+    config.data.source = "video_dir"
+    assert training_window_s(config) == 0.0
+    config.data.anchor_position = "first"
     config.data.max_window, config.data.fps = 32, 25.0
     assert training_window_s(config) == pytest.approx(31 / 25.0)
     # Frames 10 s from the anchor come back inside the window, keeping their own spacing.
