@@ -19,12 +19,13 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # Trains the tiny sDiT (or resumes / reuses the finished run in DEMO_WORKDIR), reenacts held-out
-# identity 1 with held-out motion 0 for 256 frames, then runs the consistency study.
+# identity 1 with held-out motion 0 for 256 frames, then runs the consistency study (512 frames,
+# 2 seeds, contiguous and random plans, every method; docs/evaluation.md).
 demo: $(STAMP)
 	$(PY) -m launch.train --config configs/sdit.py:tiny --workdir $(DEMO_WORKDIR)
 	$(PY) -m launch.reenact --checkpoint $(DEMO_WORKDIR) --driving synthetic:0 \
-		--source synthetic:4 --frames 256 --out $(DEMO_WORKDIR)/reenact/cross_identity.mp4
-	$(PY) -m launch.evaluate --checkpoint $(DEMO_WORKDIR) --frames 256 --clips 1 \
+		--source synthetic:4 --frames 256 --steps 10 --out $(DEMO_WORKDIR)/reenact/cross_identity.mp4
+	$(PY) -m launch.evaluate --checkpoint $(DEMO_WORKDIR) --frames 512 --clips 1 \
 		--out $(DEMO_WORKDIR)/consistency
 
 $(VENV)/.torch-stamp: $(STAMP)

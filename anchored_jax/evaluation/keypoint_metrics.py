@@ -7,18 +7,21 @@ width and height; a point that is NaN (no face found in that frame) is left out,
 `missing_keypoint_rate` reports how often that happened on the output where the driving frame
 had a face (FOMM's MKR, here per point).
 
-`landmark_extractor` runs the same MediaPipe FaceMesh the data preparation uses, so output
-and driving frames are measured by one detector; MediaPipe is an optional extra
-(`pip install '.[landmarks]'`) and without it the extractor is a one-line reason instead.
+`landmark_extractor` gives one detector for output and driving frames alike: "mediapipe" is
+the FaceMesh the data preparation runs on real faces (an optional extra, `pip install
+'.[landmarks]'`; without it the extractor is a one-line reason instead), and "synthetic" is the
+regressor trained on the synthetic renderer's exact landmarks
+(`data_pipelines/synthetic_landmark_regressor.py`), one per frame size, cached on disk.
 """
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
 
 from data_pipelines.face_preparation import MISSING_MEDIAPIPE, MediaPipeFaceMesh
 
-EXTRACTORS = ("mediapipe",)
+EXTRACTORS = ("mediapipe", "synthetic")
 
 
 def _xy_pair(pred_NLC, ref_NLC) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +77,29 @@ def _mediapipe_landmarks(frames_NHWC: np.ndarray) -> np.ndarray:
     return out
 
 
+@functools.cache  # a regressor per frame size, loaded (or trained) once
+def _synthetic_regressor(image_size: int) -> Callable[[np.ndarray], np.ndarray]:
+    from data_pipelines.synthetic_landmark_regressor import synthetic_landmark_extractor
+
+    return synthetic_landmark_extractor(image_size)
+
+
+def _synthetic_landmarks(frames_NHWC: np.ndarray) -> np.ndarray:
+    """The synthetic faces' regressor for the frames' own size: `[N, 68, 2]`, never NaN."""
+    frames = np.asarray(frames_NHWC)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(
+            f"landmark frames: expected uint8 RGB frames [N, H, W, 3], got {frames.dtype} "
+            f"{frames.shape}"
+        )
+    if frames.shape[1] != frames.shape[2]:
+        raise ValueError(
+            f"landmark frames: the synthetic regressor reads square frames, got "
+            f"{frames.shape[1]}x{frames.shape[2]}"
+        )
+    return _synthetic_regressor(int(frames.shape[1]))(frames)
+
+
 def landmark_extractor(kind: str) -> Callable[[np.ndarray], np.ndarray] | str:
     """A landmark detector `frames_NHWC uint8 -> [N, L, 2]`, or why it is unavailable.
 
@@ -81,6 +107,8 @@ def landmark_extractor(kind: str) -> Callable[[np.ndarray], np.ndarray] | str:
     """
     if kind not in EXTRACTORS:
         raise ValueError(f"landmark extractor: expected one of {EXTRACTORS}, got {kind!r}")
+    if kind == "synthetic":
+        return _synthetic_landmarks
     try:
         import mediapipe  # noqa: F401
     except ImportError:

@@ -21,8 +21,8 @@ ANCHOR_KINDS = ("known", "generated")
 # renoise: it is re-noised from the source to the current step's t, like its neighbours.
 KNOWN_ANCHOR_MODES = ("clean", "renoise")
 # averaged: the generated anchor is denoised with every segment and averaged after each step;
-# settled: it is first generated alone (averaged over up to chunk_size segments spread over
-# the video), then held clean, like a known anchor, while every segment is denoised
+# settled: it is first generated alone (averaged over up to 16 segments spread over the
+# video), then held clean, like a known anchor, while every segment is denoised
 GENERATED_ANCHOR_MODES = ("averaged", "settled")
 
 
@@ -33,7 +33,7 @@ class SamplerSettings:
     method: str = "anchored"
     anchor: str = "known"  # known (the source image) | generated (unconditional / landmarks)
     known_anchor_mode: str = "clean"
-    generated_anchor_mode: str = "averaged"
+    generated_anchor_mode: str = "settled"
     sampler: str = "ddim"  # ddim (deterministic at eta=0) | ddpm (ancestral, respaced)
     num_steps: int = 20  # solver steps; each is one batched model forward per CFG branch
     eta: float = 0.0  # DDIM stochasticity; 0 = deterministic
@@ -48,8 +48,9 @@ class SamplerSettings:
     # Correlation of the starting noise between frames: each frame's draw is
     # sqrt(c) * one draw shared by the whole video + sqrt(1 - c) * its own. With DDIM's
     # deterministic path, frames with near-equal conditions then end near-equal (less flicker);
-    # 0 = independent frames, as in training with `training.noise_correlation = 0`.
-    noise_correlation: float = 0.0
+    # 0 = independent frames, as in training. 0.97 halves the tiny model's flicker at the same
+    # PSNR (docs/anchored_inference.md).
+    noise_correlation: float = 0.97
 
     def __post_init__(self):
         for name, allowed in (

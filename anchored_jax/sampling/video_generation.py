@@ -181,17 +181,21 @@ def compiled_video_sampler(
     return jax.jit(run), relay
 
 
+# Segments, spread over the video, whose average makes a settled generated anchor.
+SETTLE_SEGMENTS = 16
+
+
 def settle_anchor(denoise_fn, schedule, noise_SKHWC, cond_S, valid_S, key, *, settings,
                   prediction):  # fmt: skip
     """The generated anchor of `generated_anchor_mode="settled"`, `[H, W, C]`.
 
-    The anchored sampler runs on up to `chunk_size` valid segments spread evenly over the
-    video (one chunk: a fraction of the full run's cost) and their averaged anchor is the
-    result. The full run then holds it clean, so every segment copies appearance from one
-    finished frame instead of one that is still forming.
+    The anchored sampler runs on up to `SETTLE_SEGMENTS` segments spread evenly over the
+    video (a fraction of the full run's cost, and the same whatever the chunk size) and their
+    averaged anchor is the result. The full run then holds it clean, so every segment copies
+    appearance from one finished frame instead of one that is still forming.
     """
     S = noise_SKHWC.shape[0]
-    picked = np.unique(np.linspace(0, S - 1, min(S, settings.chunk_size)).round().astype(int))
+    picked = np.unique(np.linspace(0, S - 1, min(S, SETTLE_SEGMENTS)).round().astype(int))
     take = functools.partial(jax.tree.map, lambda x: x[picked])
     x0_SKHWC = denoise_segments(
         denoise_fn, schedule, take(noise_SKHWC), take(cond_S), take(valid_S),

@@ -219,8 +219,11 @@ def test_correlated_starting_noise_is_unit_variance_with_the_asked_correlation()
     assert abs(np.corrcoef(own[3, 1].ravel(), own[40, 2].ravel())[0, 1]) < 0.1
 
 
-def test_settled_anchor_is_generated_first_then_held_by_every_segment():
+def test_settled_anchor_is_generated_first_then_held_by_every_segment(monkeypatch):
+    from anchored_jax.sampling import video_generation
     from anchored_jax.sampling.video_generation import settle_anchor
+
+    monkeypatch.setattr(video_generation, "SETTLE_SEGMENTS", 3)
 
     targets = _targets(4)
     settings = SamplerSettings(
@@ -232,5 +235,5 @@ def test_settled_anchor_is_generated_first_then_held_by_every_segment():
         x0_oracle, SCHEDULE, noise, {"target": targets}, valid, jax.random.key(2),
         settings=settings, prediction="x0",
     )  # fmt: skip
-    # chunk_size 3 of 5 segments: segments 0, 2 and 4, spread over the video.
+    # 3 of 5 segments, spread over the video: 0, 2 and 4.
     np.testing.assert_allclose(anchor, np.mean(targets[[0, 2, 4], 0], axis=0), atol=1e-5)

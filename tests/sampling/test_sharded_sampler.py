@@ -69,9 +69,9 @@ def test_eight_devices_give_the_single_device_video(parts, settings, plan_kind):
     mesh = sampler_mesh(8, 5)
     assert mesh.size == 5
     sharded, segments = _video(parts, settings, mesh, plan_kind)
-    # Only the anchor sum's addition order differs between the two: float rounding, which
-    # the perturbed model amplifies over the steps to a few 1e-5 at worst.
-    np.testing.assert_allclose(sharded, one, rtol=0, atol=1e-4)
+    # Only float rounding differs between the two (the anchor sum's addition order, batch
+    # shapes), which the perturbed model amplifies over the steps to ~1e-4 at worst.
+    np.testing.assert_allclose(sharded, one, rtol=0, atol=2e-4)
     assert np.abs(sharded - one).mean() < 1e-6
     assert np.abs(one).mean() > 0.1  # a real video, not zeros
     if settings.method == "anchored" and settings.anchor == "generated":
