@@ -75,8 +75,9 @@ def write_line_plot(
     if log_x:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    # About 7 px per character at this font size: wrap rather than run past the figure.
-    ax.set_title(textwrap.fill(title, max(40, size[0] // 8)), fontsize=10)
+    # About 7 px per character at this font size, and the title is centred on the axes, which
+    # the legend leaves about 3/4 of the width: wrap to that rather than run past the figure.
+    ax.set_title(textwrap.fill(title, max(40, size[0] * 3 // 4 // 7)), fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, color="0.9")
