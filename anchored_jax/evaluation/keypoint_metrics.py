@@ -59,14 +59,19 @@ def missing_keypoint_rate(pred_NLC, ref_NLC) -> float:
     return float((~np.isfinite(pred).all(axis=-1))[in_ref].mean())
 
 
-def _mediapipe_landmarks(frames_NHWC: np.ndarray) -> np.ndarray:
-    """FaceMesh on the frames as one video: `[N, 468, 2]`, NaN rows where no face is found."""
+def _rgb_frames(frames_NHWC) -> np.ndarray:
     frames = np.asarray(frames_NHWC)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(
             f"landmark frames: expected uint8 RGB frames [N, H, W, 3], got {frames.dtype} "
             f"{frames.shape}"
         )
+    return frames
+
+
+def _mediapipe_landmarks(frames_NHWC: np.ndarray) -> np.ndarray:
+    """FaceMesh on the frames as one video: `[N, 468, 2]`, NaN rows where no face is found."""
+    frames = _rgb_frames(frames_NHWC)
     mesh = MediaPipeFaceMesh()
     mesh.start(None)  # it reads nothing from the probe; a fresh tracking graph per call
     points = [mesh(t, np.ascontiguousarray(frame)) for t, frame in enumerate(frames)]
@@ -86,12 +91,7 @@ def _synthetic_regressor(image_size: int) -> Callable[[np.ndarray], np.ndarray]:
 
 def _synthetic_landmarks(frames_NHWC: np.ndarray) -> np.ndarray:
     """The synthetic faces' regressor for the frames' own size: `[N, 68, 2]`, never NaN."""
-    frames = np.asarray(frames_NHWC)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(
-            f"landmark frames: expected uint8 RGB frames [N, H, W, 3], got {frames.dtype} "
-            f"{frames.shape}"
-        )
+    frames = _rgb_frames(frames_NHWC)
     if frames.shape[1] != frames.shape[2]:
         raise ValueError(
             f"landmark frames: the synthetic regressor reads square frames, got "
