@@ -292,8 +292,9 @@ def define_flags() -> None:
     flags.DEFINE_float(
         "max_anchor_gap",
         -1.0,
-        "Seconds; >0 moves far segments closer to the anchor in time; 0 = true times; "
-        "-1 = the run's training window, (data.max_window - 1) / data.fps.",
+        "Seconds; >0 moves far segments closer to the anchor in time (with a warning); "
+        "0 = true times; -1 = the run's training range (video_generation.training_window_s: "
+        "the whole training video when anchors come from anywhere in it).",
     )
     flags.DEFINE_integer("seed", 0, "Noise seed; the same seed gives the same video.")
     flags.DEFINE_string("out", "reenact.mp4", "Output mp4 path.")

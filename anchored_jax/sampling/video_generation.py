@@ -20,6 +20,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
@@ -84,6 +85,14 @@ def gather_segment_inputs(
     index_SK = autoregressive_frame_index(plan) if autoregressive else plan.frame_index_SK
     times_SK = frame_times_T[index_SK] - frame_times_T[index_SK[:, :1]]
     if max_anchor_gap_s > 0:
+        moved = int((np.abs(times_SK[:, 1:]) > max_anchor_gap_s + 1e-9).any(axis=1).sum())
+        if moved:
+            # Never silently: the model is then told times that are not the frames' own.
+            logging.warning(
+                "sampling.max_anchor_gap_s: %d of %d segments reach further than %.2f s from "
+                "their anchor; their times are moved closer (0 = true times)",
+                moved, len(times_SK), max_anchor_gap_s,
+            )  # fmt: skip
         times_SK = compress_anchor_gaps(times_SK, max_anchor_gap_s)
     return SegmentInputs(
         times_SK=times_SK.astype(np.float32),

@@ -144,3 +144,19 @@ def test_the_auto_anchor_gap_is_the_training_window():
     out = compress_anchor_gaps(times_SK, training_window_s(config))
     assert out[0, -1] == pytest.approx(31 / 25.0)
     np.testing.assert_allclose(np.diff(out[0, 1:]), np.diff(times_SK[0, 1:]), atol=1e-9)
+
+
+def test_a_capped_anchor_gap_says_so(caplog):
+    from anchored_jax.sampling.video_generation import gather_segment_inputs
+
+    plan = plan_segments(40, 4, 0, "contiguous")
+    landmarks_TLC = np.zeros((40, 68, 3), np.float32)
+    times_T = np.arange(40) / 25.0
+    with caplog.at_level("WARNING"):
+        gather_segment_inputs(plan, landmarks_TLC, times_T, max_anchor_gap_s=0.5)
+    assert "9 of 13 segments reach further than 0.50 s" in caplog.text  # frames 13.. of 39
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        inputs = gather_segment_inputs(plan, landmarks_TLC, times_T)
+    assert caplog.text == ""
+    np.testing.assert_allclose(inputs.times_SK[-1], times_T[[0, 37, 38, 39]], atol=1e-6)
