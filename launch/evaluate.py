@@ -214,7 +214,7 @@ def run_report(
     num_steps: int = 5,
     chunk_size: int = 32,
     max_anchor_gap_s: float = 0.0,
-    guidance=(1.0, 1.5),
+    guidance=(1.0, 1.75),
     noise_correlation: float = DEFAULT_SETTINGS.noise_correlation,
     generated_anchor: str = DEFAULT_SETTINGS.generated_anchor_mode,
     vae: str = "",
@@ -477,7 +477,9 @@ def define_flags() -> None:
     flags.DEFINE_list("plan", ["contiguous", "random"], "Segment plans (contiguous, strided, "
                       "random); autoregressive always runs contiguous.")  # fmt: skip
     flags.DEFINE_list("seeds", ["0", "1"], "Noise seeds (also the random plan's seed).")
-    flags.DEFINE_string("guidance", "1,1.5", "IDENTITY_SCALE,LANDMARK_SCALE: CFG scales (1 = off).")
+    flags.DEFINE_string(
+        "guidance", "1,1.75", "IDENTITY_SCALE,LANDMARK_SCALE: CFG scales (1 = off)."
+    )
     flags.DEFINE_integer("steps", 5, "DDIM steps (each one model call per CFG branch).")
     flags.DEFINE_float(
         "noise_correlation", DEFAULT_SETTINGS.noise_correlation,

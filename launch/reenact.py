@@ -281,7 +281,7 @@ def define_flags() -> None:
     )
     flags.DEFINE_integer("steps", 20, "DDIM steps.")
     flags.DEFINE_string(
-        "guidance", "1.0,1.5", "CFG scales: identity,landmarks (landmark CFG sharpens motion)."
+        "guidance", "1.0,1.75", "CFG scales: identity,landmarks (landmark CFG sharpens motion)."
     )
     flags.DEFINE_enum(
         "known_anchor_mode", "clean", ["clean", "renoise"], "How the source anchor is held."

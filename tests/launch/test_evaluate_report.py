@@ -226,7 +226,7 @@ CLI_ARGS = ("--frames", "5", "--clips", "1", "--steps", "1", "--methods", "ancho
 def _flags(**changes):
     """The command's defaults as parsed flags, with some changed."""
     defaults = dict(data="", frames=512, clips=2, methods=None, anchor="both",
-                    plan=["contiguous", "random"], seeds=["0", "1"], guidance="1,1.5", steps=5,
+                    plan=["contiguous", "random"], seeds=["0", "1"], guidance="1,1.75", steps=5,
                     chunk_size=32, max_anchor_gap=0.0, vae="", akd_landmarks="auto",
                     noise_correlation=evaluate.DEFAULT_SETTINGS.noise_correlation,
                     generated_anchor=evaluate.DEFAULT_SETTINGS.generated_anchor_mode,
@@ -240,7 +240,7 @@ def test_default_study_and_every_bad_flag_in_one_line(setup, tmp_path):
                                   "autoregressive"]  # fmt: skip
     assert options["plans"] == ["contiguous", "random"] and options["seeds"] == [0, 1]
     assert (options["frames"], options["num_steps"], options["max_anchor_gap_s"]) == (512, 5, 0)
-    assert options["guidance"] == (1.0, 1.5)
+    assert options["guidance"] == (1.0, 1.75)
     bad = {
         "frames": 1, "clips": 0, "steps": 0, "chunk_size": -1, "sample_clips": -1,
         "methods": ["anchored", "dreams"], "anchor": "maybe", "plan": [], "seeds": ["-2"],
