@@ -303,8 +303,7 @@ class ClipReader:
             )  # fmt: skip
         others = nonuniform_clip_indices(
             rng, num_frames, self.clip_frames - 1, self.sampler,
-            min_window=min(self.min_window, self.max_window),
-            max_window=max(self.max_window, self.clip_frames - 1),
+            min_window=self.min_window, max_window=self.max_window,
         )  # fmt: skip
         return np.concatenate([[anchor_frame(rng, num_frames, others)], others]).astype(np.int32)
 
