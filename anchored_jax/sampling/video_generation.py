@@ -177,11 +177,15 @@ def compiled_video_sampler(
                 denoise_fn, schedule, noise_SKHWC, cond_S, last_slot_S, key,
                 source_HWC=source, **kw,
             )  # fmt: skip
-        if settings.method == "anchored" and settings.anchor == "generated":
-            if settings.generated_anchor_mode == "settled":
-                source = settle_anchor(denoise_fn, schedule, noise_SKHWC, cond_S, valid_S, key,
-                                       settings=settings, prediction=prediction)  # fmt: skip
-                kw["settings"] = dataclasses.replace(settings, anchor="known")
+        settled = (settings.method, settings.anchor, settings.generated_anchor_mode) == (
+            "anchored",
+            "generated",
+            "settled",
+        )
+        if settled:
+            source = settle_anchor(denoise_fn, schedule, noise_SKHWC, cond_S, valid_S, key,
+                                   settings=settings, prediction=prediction)  # fmt: skip
+            kw["settings"] = dataclasses.replace(settings, anchor="known")
         return denoise_segments(
             denoise_fn, schedule, noise_SKHWC, cond_S, valid_S, key, source_HWC=source,
             mesh=mesh, **kw,
