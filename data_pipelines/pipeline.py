@@ -1,7 +1,7 @@
 """The grain input pipeline: batches of non-uniformly spaced clips for sDiT training.
 
-  videos (VideoSource) -> this process's shard -> shuffle -> repeat -> one random clip per
-  video visit (sampler indices, frames, times, landmarks, identity frame) -> batch -> iterator
+  videos (VideoSource) -> shuffle -> repeat -> one random clip per video visit (sampler
+  indices, frames, times, landmarks, identity frame) -> global batches -> this process's rows
 
 `data.source` picks the videos: `synthetic` (procedural faces), `video_dir` (video files),
 `frame_dir` (FOMM/LIA frame folders), `tfds:NAME` (an ArrayRecord TFDS dataset) or `latents`
@@ -9,12 +9,16 @@
 sources give frames in [-1, 1]; the latent source gives the cached, already scaled VAE latents
 unchanged (the identity frame too), and `check_model_fits_data` checks their shape against the
 model's. A clip whose frames turn out undecodable is dropped with one warning line (never
-replaced by other frames), so a batch is always made of correct clips.
+patched with other frames) and its place taken by a whole clip of the next video, so a batch
+is always made of correct clips.
 
 Everything random is seeded from `seed` (order) and `data.seed` (the synthetic world), and
-the clip randomness comes from grain's per-element generator, seeded by (seed, element
-index): the same seed gives the same batches in any process layout of workers, and the
-iterator's `get_state()` / `set_state()` resumes mid-epoch exactly.
+clip g of the stream draws from its own generator, seeded by (seed, g). The global batch at
+step n is therefore a function of the seeds and n alone: every process reads the same stream
+and takes its rows of each global batch (`data_pipelines/global_batches.py`), so 1 process or
+several, with or without grain workers, see the same clips, and the iterator's `get_state()`
+(the global stream position, the same JSON on every process) resumes exactly on any process
+count.
 """
 
 import json
@@ -27,6 +31,7 @@ import numpy as np
 from absl import flags, logging
 
 from data_pipelines.clip_sampling import SAMPLER_KINDS, clip_times, nonuniform_clip_indices
+from data_pipelines.global_batches import GlobalBatchDataset, GlobalClips, ProcessRows
 from data_pipelines.sources import SyntheticFaceSource, VideoRecord, VideoSource
 from data_pipelines.video_decoding import BadVideoError
 
@@ -362,12 +367,14 @@ def build_clip_dataset(
     shard_count: int = 1,
     num_epochs: int | None = None,
     shuffle: bool = True,
-) -> grain.IterDataset:
-    """Batches of clips from this process's shard of a split (see the module docstring).
+) -> GlobalBatchDataset:
+    """This process's rows of the global batches of clips of a split (module docstring).
 
-    Each process gets the videos `shard_index::shard_count`, disjoint from every other
-    process's; `batch_size` is per process. `num_epochs=None` repeats forever. The last
-    partial batch of a finite run is dropped, so every batch has exactly `batch_size` clips.
+    `batch_size` is per process and `shard_count` processes share each global batch of
+    `batch_size * shard_count` clips; process `shard_index` takes rows
+    `[shard_index * batch_size, (shard_index + 1) * batch_size)`. The global batch at step n
+    depends on `seed` and n only, so any process count sees the same clips. `num_epochs=None`
+    repeats forever; a finite run drops its last partial global batch.
     """
     validate_data_config(data_config)
     if batch_size < 1:
@@ -377,32 +384,33 @@ def build_clip_dataset(
     if num_epochs is not None and num_epochs < 1:
         raise ValueError(f"num_epochs: expected None (forever) or >= 1, got {num_epochs}")
     source = make_source(data_config, split)
-    if len(source) < shard_count:
-        raise ValueError(
-            f"shard_count: {split} has {len(source)} videos, fewer than {shard_count} shards; "
-            "add identities or videos_per_identity"
-        )
-    # Distinct streams per shard: element i of two shards must not draw the same clip layout.
-    shuffle_seed, clip_seed = np.random.SeedSequence([seed, shard_index]).generate_state(2)
-
-    dataset = grain.MapDataset.source(source)[shard_index::shard_count]
+    # One stream for every process layout; [seed, 0] is what a single process always used, so
+    # its clips are unchanged.
+    shuffle_seed, clip_seed = np.random.SeedSequence([seed, 0]).generate_state(2)
+    records = grain.MapDataset.source(source)
     if shuffle:
-        dataset = dataset.shuffle(seed=int(shuffle_seed))  # reshuffled every epoch by repeat
-    dataset = dataset.repeat(num_epochs)
-    dataset = dataset.random_map(ClipReader(source, data_config), seed=int(clip_seed))
+        records = records.shuffle(seed=int(shuffle_seed))  # reshuffled every epoch by repeat
+    clips = GlobalClips(records.repeat(num_epochs), ClipReader(source, data_config), int(clip_seed))
     read_options = grain.ReadOptions(
         num_threads=_READ_THREADS, prefetch_buffer_size=max(4, min(batch_size, _MAX_CLIPS_AHEAD))
     )
-    # The map-to-iter step skips the clips a reader dropped (None).
-    iter_dataset = dataset.to_iter_dataset(read_options)
-    if data_config.worker_count > 0:
-        # grain's workers read absl flags; outside an absl app (notebooks, plain scripts) no one
-        # parsed them, so take their defaults rather than fail on the first batch.
-        if not flags.FLAGS.is_parsed():
-            flags.FLAGS.mark_as_parsed()
-        iter_dataset = iter_dataset.mp_prefetch(
-            grain.MultiprocessingOptions(num_workers=data_config.worker_count)
+    global_batch = batch_size * shard_count
+
+    def make_batches(start: int) -> grain.IterDataset:
+        rows = ProcessRows(
+            clips, start=start, global_batch=global_batch, rows=batch_size, process=shard_index
         )
-    # Batch last, in this process: workers each get a slice of the clips, and batching after
-    # their round-robin merge gives the same batches as reading in-process.
-    return iter_dataset.batch(batch_size, drop_remainder=True, batch_fn=stack_clips)
+        iter_dataset = rows.to_iter_dataset(read_options)
+        if data_config.worker_count > 0:
+            # grain's workers read absl flags; outside an absl app (notebooks, plain scripts) no
+            # one parsed them, so take their defaults rather than fail on the first batch.
+            if not flags.FLAGS.is_parsed():
+                flags.FLAGS.mark_as_parsed()
+            iter_dataset = iter_dataset.mp_prefetch(
+                grain.MultiprocessingOptions(num_workers=data_config.worker_count)
+            )
+        # Batch last, in this process: workers each get a slice of the clips, and batching
+        # after their round-robin merge gives the same batches as reading in-process.
+        return iter_dataset.batch(batch_size, drop_remainder=True, batch_fn=stack_clips)
+
+    return GlobalBatchDataset(make_batches, global_batch)

@@ -121,29 +121,65 @@ def test_unshuffled_finite_run_visits_videos_in_order_and_stops():
     np.testing.assert_array_equal(ids, [0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6])  # 16 // 3
 
 
-def test_process_shards_are_disjoint_and_cover_the_split():
+def _rows(config, processes, per_process, n, seed=0, state=None):
+    """The first n global batches as `processes` processes read them, rows concatenated."""
+    iterators = []
+    for p in range(processes):
+        it = iter(build_clip_dataset(config, split="train", batch_size=per_process, seed=seed,
+                                     shard_index=p, shard_count=processes))  # fmt: skip
+        if state is not None:
+            it.set_state(state)
+        iterators.append(it)
+    batches = []
+    for _ in range(n):
+        parts = [next(it) for it in iterators]
+        batches.append({k: np.concatenate([part[k] for part in parts]) for k in BATCH_KEYS})
+    states = [it.get_state() for it in iterators]
+    assert all(s == states[0] for s in states), states  # one JSON on every process
+    return batches, states[0]
+
+
+def _assert_same(a, b):
+    for x, y in zip(a, b, strict=True):
+        for key in BATCH_KEYS:
+            np.testing.assert_array_equal(x[key], y[key], err_msg=key)
+
+
+def test_global_batches_do_not_depend_on_the_process_count():
+    config = _config(sampler="loguniform_gaps", anchor_position="anywhere")
+    one, state_one = _rows(config, 1, 6, 5)
+    two, state_two = _rows(config, 2, 3, 5)
+    three, state_three = _rows(config, 3, 2, 5)
+    _assert_same(one, two)
+    _assert_same(one, three)
+    assert state_one == state_two == state_three == {"next_global_clip": 30}
+    # Each process holds different clips of the global batch, not copies of one another.
+    assert len({tuple(r) for r in one[0]["frame_indices_BK"].tolist()}) > 3
+
+
+def test_a_two_process_iterator_state_resumes_in_one_process_and_in_three():
     config = _config()
-    seen = []
-    for shard in range(3):
-        batches = list(
-            build_clip_dataset(
-                config,
-                split="train",
-                batch_size=1,
-                seed=0,
-                shard_index=shard,
-                shard_count=3,
-                num_epochs=1,
-            )
-        )
-        seen.append({int(b["video_id_B"][0]) for b in batches})
-    assert seen == [{0, 3, 6}, {1, 4, 7}, {2, 5}]
+    straight, _ = _rows(config, 1, 6, 6, seed=4)
+    _, saved = _rows(config, 2, 3, 2, seed=4)
+    assert saved == {"next_global_clip": 12}
+    in_one, _ = _rows(config, 1, 6, 4, seed=4, state=saved)
+    in_three, _ = _rows(config, 3, 2, 4, seed=4, state=saved)
+    _assert_same(in_one, straight[2:])
+    _assert_same(in_three, straight[2:])
+
+
+def test_bad_shard_arguments_and_iterator_states_are_one_line():
+    config = _config()
     with pytest.raises(ValueError, match="shard_index"):
         build_clip_dataset(
             config, split="train", batch_size=1, seed=0, shard_index=3, shard_count=3
         )
-    with pytest.raises(ValueError, match="shard_count"):
-        build_clip_dataset(config, split="test", batch_size=1, seed=0, shard_index=0, shard_count=5)
+    it = iter(build_clip_dataset(config, split="train", batch_size=2, seed=0))
+    # A state from grain's own iterators (per process) is not a global position.
+    with pytest.raises(ValueError, match=r"^data iterator state: expected \{'next_global_clip'"):
+        it.set_state({"next_index": 4})
+    with pytest.raises(ValueError, match="next_global_clip"):
+        it.set_state({"next_global_clip": -2})
 
 
 @pytest.mark.parametrize("sampler", ["uniform_stride", "loguniform_gaps"])
