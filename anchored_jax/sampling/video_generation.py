@@ -31,7 +31,10 @@ from anchored_jax.sampling.anchored_sampler import (
     denoise_segments,
     shared_anchor_noise,
 )
-from anchored_jax.sampling.sampler_settings import SamplerSettings
+from anchored_jax.sampling.sampler_settings import (  # noqa: F401 (training_window_s: launchers)
+    SamplerSettings,
+    training_window_s,
+)
 from anchored_jax.sampling.sdit_denoiser import make_sdit_denoiser
 from anchored_jax.sampling.segment_plan import SegmentPlan
 
@@ -101,21 +104,6 @@ def gather_segment_inputs(
         segment_valid_S=plan.segment_valid_S,
         last_slot_S=_last_owned_slot(plan),
     )
-
-
-def training_window_s(config) -> float:
-    """The longest anchor-to-frame time a run's training clips had, in seconds; 0 = no limit.
-
-    The launchers' default `max_anchor_gap_s` ("auto"), so a model is never asked about frame
-    times further from the anchor than it was trained on. Clips whose anchor is drawn from
-    anywhere in the video (`data.anchor_position = "anywhere"`) reach across whole videos:
-    synthetic ones are `data.video_frames` long, and real videos are as long as they are, so
-    there the answer is 0 (true times). Otherwise the clip spans at most `data.max_window`.
-    """
-    data = config.data
-    if data.get("anchor_position", "first") == "anywhere":
-        return (data.video_frames - 1) / data.fps if data.source == "synthetic" else 0.0
-    return (data.max_window - 1) / data.fps
 
 
 def compress_anchor_gaps(times_SK: np.ndarray, max_gap_s: float) -> np.ndarray:
@@ -262,7 +250,7 @@ def sampler_call(
         # Every device runs the whole model on its own segments.
         params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
     sampler, relay = compiled_video_sampler(
-        graphdef, settings, prediction, identity_mix is not None, mesh
+        graphdef, settings.traced(), prediction, identity_mix is not None, mesh
     )
     source = source_HWC if source_HWC is not None else np.zeros(frame_shape)
     mix = None
