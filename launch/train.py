@@ -3,12 +3,12 @@ r"""Trains a model from a config: the sDiT, or (with their configs) LEO's parts.
   python -m launch.train --config configs/sdit.py:tiny --workdir runs/sdit_tiny \
       [--config.training.num_steps=3000 ...]
 
-The config's `task` field picks the trainer module `launch/train_<task>.py`, which exposes
-`run(config, workdir, stop_at_step) -> summary`. Running again with the same workdir resumes
-from its latest checkpoint.
+The config's `task` field picks the entry point in `TASKS`: each reads its task's data and
+runs the one training loop (anchored_jax/training/loop.py) on its task
+(anchored_jax/training/tasks/). Running again with the same workdir resumes from its latest
+usable checkpoint.
 """
 
-import importlib
 import os
 import sys
 
@@ -17,12 +17,36 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow is only the eve
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from anchored_jax.training.config_checks import (  # noqa: E402
+    ConfigError,
+    parse_flags_or_exit,
+    validate_config,
+)
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sdit.py:tiny.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
 _STOP_AT = flags.DEFINE_integer(
     "stop_at_step", None, "End this run at this step, with a checkpoint; rerun to continue."
 )
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 (else JAX_COORDINATOR_ADDRESS)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Processes in the job (else JAX_NUM_PROCESSES)."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's id, 0..num_processes-1 (else JAX_PROCESS_ID)."
+)
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _tasks() -> dict:
+    """Task name -> `run(config, workdir, stop_at_step) -> summary`; imported on use, so that
+    flag errors come before JAX loads."""
+    from launch import train_animator, train_lmdm, train_sdit
+
+    return {"sdit": train_sdit.run, "animator": train_animator.run, "lmdm": train_lmdm.run}
+
 
 TASKS = ("sdit", "animator", "lmdm")
 
@@ -39,14 +63,20 @@ def main(argv):
     logging.get_absl_handler().addFilter(_QuietLibraries())
     from anchored_jax.parallel.multihost import initialize_distributed
 
-    initialize_distributed()  # Before any device is touched; a no-op for a single process.
+    try:  # Before any device is touched; a no-op for a single process.
+        initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     config = _CONFIG.value
     task = config.get("task", "sdit")
     if task not in TASKS:
         sys.exit(f"error: task: expected one of {list(TASKS)}, got {task!r}")
-    trainer = importlib.import_module(f"launch.train_{task}")
-    trainer.run(config, _WORKDIR.value, stop_at_step=_STOP_AT.value)
+    try:  # every field of every task, and the data's first record, before any compile
+        validate_config(config)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    _tasks()[task](config, _WORKDIR.value, stop_at_step=_STOP_AT.value)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags_or_exit)

@@ -380,13 +380,21 @@ def check_config_against_data(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_landmarks_of_first_record(config) -> None:
+    from absl import logging as absl_logging  # noqa: PLC0415
+
     from data_pipelines.pipeline import make_source  # noqa: PLC0415
 
+    # The source logs its scan summary at INFO; the training run logs it again when it starts,
+    # and a refusal here must stay the only line.
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.WARNING)
     try:
         source = make_source(config.data, "train")
         record = source[0]
     except (ValueError, OSError) as e:
         raise ConfigError(str(e).splitlines()[0] if str(e) else repr(e)) from None
+    finally:
+        absl_logging.set_verbosity(verbosity)
     landmarks_TLC = getattr(record, "landmarks_TLC", None)
     if landmarks_TLC is None:
         return
@@ -463,9 +471,8 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
         module_spec.loader.exec_module(module)
         return module.get_config(arg) if arg else module.get_config()
     except Exception as e:  # noqa: BLE001  (any failure of user code is reported as one line)
-        raise ConfigError(
-            f"--config: {path}: {str(e).splitlines()[0] if str(e) else e!r}"
-        ) from None
+        reason = str(e).splitlines()[0] if str(e) else repr(e)
+        raise ConfigError(f"--config: {path}: {reason}") from None
 
 
 _OVERRIDE = re.compile(r"^--config\.([\w.]+)(?:=.*)?$")
@@ -473,7 +480,8 @@ _FLAG_VALUE_ERROR = re.compile(r"flag --config\.([\w.]+)=(.*?): (.*)", re.DOTALL
 
 
 def check_config_overrides(argv: list[str], flag_name: str = "config") -> None:
-    """Refuses `--config.<path>=...` overrides of fields the config file does not have."""
+    """Loads the config file once (a bad path or variant is one line) and refuses
+    `--config.<path>=...` overrides of fields it does not have."""
     spec = None
     for i, arg in enumerate(argv):
         if arg.startswith(f"--{flag_name}="):
@@ -481,8 +489,8 @@ def check_config_overrides(argv: list[str], flag_name: str = "config") -> None:
         elif arg == f"--{flag_name}" and i + 1 < len(argv):
             spec = argv[i + 1]
     overrides = [m.group(1) for a in argv if (m := _OVERRIDE.match(a))]
-    if spec is None or not overrides:
-        return
+    if spec is None:
+        return  # absl reports the missing required flag
     config = load_config_file(spec)
     known = _leaf_paths(config)
     for path in overrides:
@@ -497,8 +505,12 @@ def _one_line(text: str) -> str:
 
 def parse_flags_or_exit(argv: list[str]) -> list[str]:
     """absl `flags_parser` for `app.run`: parses the flags, or exits with one `error:` line."""
+    import logging  # noqa: PLC0415
+
     from absl import flags  # noqa: PLC0415
 
+    # JAX logs at INFO that it found no TPU; under absl that line would precede a refusal.
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     try:
         check_config_overrides(argv)
         return flags.FLAGS(argv)
