@@ -20,14 +20,7 @@ import re
 import sys
 import tempfile
 
-import jax
 import ml_collections
-
-from anchored_jax.diffusion.schedules import make_schedule
-from anchored_jax.models.sdit_config import SDiTConfig
-from anchored_jax.parallel.logical_sharding import rules_from_config
-from anchored_jax.parallel.mesh import build_mesh, data_parallel_size
-from anchored_jax.training.sdit_step import TIMESTEP_MODES
 
 PREDICTIONS = ("epsilon", "v", "x0")
 TASKS = ("sdit", "animator", "lmdm")
@@ -177,9 +170,18 @@ def _check_checkpoint(config) -> None:
 # --- sDiT -------------------------------------------------------------------------------------
 
 
-def validate_sdit_config(config: ml_collections.ConfigDict) -> SDiTConfig:
+def validate_sdit_config(config: ml_collections.ConfigDict):
     """Validates the model, diffusion, training, checkpoint and logging sections of an sDiT
     config (no I/O); returns the model config."""
+    # Imported on use: a launcher imports this module for its flag parser, before JAX loads.
+    import jax  # noqa: PLC0415
+
+    from anchored_jax.diffusion.schedules import make_schedule  # noqa: PLC0415
+    from anchored_jax.models.sdit_config import SDiTConfig  # noqa: PLC0415
+    from anchored_jax.parallel.logical_sharding import rules_from_config  # noqa: PLC0415
+    from anchored_jax.parallel.mesh import build_mesh, data_parallel_size  # noqa: PLC0415
+    from anchored_jax.training.sdit_step import TIMESTEP_MODES  # noqa: PLC0415
+
     try:
         model_config = SDiTConfig(**config.model.to_dict())
         make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
@@ -313,6 +315,7 @@ def validate_animator_config(config: ml_collections.ConfigDict) -> None:
 
 def validate_lmdm_config(config: ml_collections.ConfigDict) -> None:
     """The LMDM's model, diffusion, optimiser, data windows, checkpoint and logging (no I/O)."""
+    from anchored_jax.diffusion.schedules import make_schedule  # noqa: PLC0415
     from anchored_jax.models.leo_lmdm import LmdmConfig  # noqa: PLC0415
 
     try:
