@@ -34,8 +34,14 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
-from launch.bench_train import _BATCH, _CONFIG, _STEPS, measure_train_step, print_table  # noqa: E402
+from anchored_jax.evaluation.step_timing import measure_train_step, print_table  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sdit.py:S.")
+_BATCH = flags.DEFINE_integer("batch_size", 0, "Batch size; 0 = the config's (capped at 8).")
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after one warm-up step.")
+flags.mark_flags_as_required(["config"])
 
 _MATMUL_N = flags.DEFINE_integer("matmul_n", 2048, "Side of the square matmul ceiling.")
 _REPEATS = flags.DEFINE_integer(

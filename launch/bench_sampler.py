@@ -62,13 +62,17 @@ def main(argv):
     from anchored_jax.training.config_checks import ConfigError, validate_sdit_config
     from anchored_jax.training.train_state import split_model
     from anchored_jax.training.trainer import build_model
-    from launch.reenact import parse_guidance
 
     config = _CONFIG.value
     try:
         model_config = validate_sdit_config(config)
         frames_list = [int(f) for f in _FRAMES.value]
-        identity_scale, landmark_scale = parse_guidance(_GUIDANCE.value)
+        try:
+            identity_scale, landmark_scale = (float(v) for v in _GUIDANCE.value.split(","))
+        except ValueError:
+            raise ValueError(
+                f"--guidance: expected 'identity,landmarks' scales, got {_GUIDANCE.value!r}"
+            ) from None
     except (ConfigError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     graphdef, params = split_model(build_model(config, config.seed))

@@ -14,8 +14,14 @@ if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "
     ).strip()
 
 from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
-from launch.bench_train import _BATCH, _CONFIG, _STEPS, measure_train_step, print_table  # noqa: E402
+from anchored_jax.evaluation.step_timing import measure_train_step, print_table  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sdit.py:S.")
+_BATCH = flags.DEFINE_integer("batch_size", 0, "Batch size; 0 = the config's (capped at 8).")
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after one warm-up step.")
+flags.mark_flags_as_required(["config"])
 
 _DEVICES = flags.DEFINE_integer("devices", 8, "Devices of the sharded mesh (all on data).")
 _AXIS = flags.DEFINE_enum("axis", "data", ["data", "fsdp"], "Mesh axis the devices go on.")

@@ -8,11 +8,10 @@ r"""Editing by re-rendering: the same noise and anchor, one changed condition.
   python -m launch.edit ... --edit retime --amount 0.5     # half speed: twice the frames
   python -m launch.edit ... --edit brows --amount 0.03     # brows raised by 3% of the height
 
-Renders the unedited video and the edited one with the same seed and writes
-`<out>` (edited), `<out>_side_by_side.mp4` (source | edited landmarks | unedited | edited) and
-a PNG grid. `swap` re-renders with another source (identity and anchor); `interpolate`
-conditions on the mix of the two sources' identity embeddings (generated anchor, so neither
-source image pins the frames).
+Renders the unedited video and the edited one with the same seed
+(`anchored_jax.pipelines.editing`) and writes `<out>` (edited), `<out>_side_by_side.mp4`
+(source | edited landmarks | unedited | edited) and a PNG grid. Sampler settings are the run's
+`sampling` section, `--steps` overriding its step count.
 """
 
 from __future__ import annotations
@@ -22,108 +21,21 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
-from anchored_jax.diffusion.schedules import make_schedule  # noqa: E402
-from anchored_jax.sampling import motion_edits  # noqa: E402
-from anchored_jax.sampling.sampler_settings import SamplerSettings  # noqa: E402
-from anchored_jax.sampling.segment_plan import plan_segments  # noqa: E402
-from anchored_jax.sampling.video_generation import (  # noqa: E402
-    generate_video,
-    training_window_s,
-)
-from anchored_jax.training.inference_checkpoint import load_sdit_for_inference  # noqa: E402
-from launch.reenact import (  # noqa: E402
-    ReenactError,
-    load_driving,
+from anchored_jax.pipelines.checkpoints import load_sdit  # noqa: E402
+from anchored_jax.pipelines.command_line import run  # noqa: E402
+from anchored_jax.pipelines.editing import EDITS, NEEDS_OTHER_SOURCE, render_edit  # noqa: E402
+from anchored_jax.pipelines.reenactment import sampler_settings  # noqa: E402
+from data_pipelines.inference_inputs import (  # noqa: E402
+    InputError,
+    check_frames,
+    load_driving_track,
     load_source_image,
-    write_outputs,
 )
-
-EDITS = ("swap", "interpolate", "mouth", "freeze_pose", "brows", "retime")
-
-
-def edited_inputs(edit: str, amount: float, landmarks_TLC, frame_times_T):
-    """The driving track and frame times after a motion edit (unchanged for identity edits)."""
-    if edit == "mouth":
-        return motion_edits.scale_mouth_motion(landmarks_TLC, amount), frame_times_T
-    if edit == "freeze_pose":
-        return motion_edits.freeze_head_pose(landmarks_TLC), frame_times_T
-    if edit == "brows":
-        return motion_edits.offset_region(landmarks_TLC, "brows", (0.0, -amount)), frame_times_T
-    if edit == "retime":
-        if not amount > 0:
-            raise ReenactError(f"--amount: retime needs a speed > 0, got {amount}")
-        span = frame_times_T[-1]
-        step = (frame_times_T[1] - frame_times_T[0]) * amount
-        new_times = np.arange(0.0, span + 1e-9, step)
-        return motion_edits.retime(landmarks_TLC, frame_times_T, new_times), new_times
-    return landmarks_TLC, frame_times_T
-
-
-def render_edit(
-    loaded,
-    *,
-    driving: str,
-    edit: str,
-    amount: float = 1.0,
-    source: str | None = None,
-    other_source: str | None = None,
-    frames: int | None = 64,
-    num_steps: int = 20,
-    seed: int = 0,
-    plan_kind: str = "contiguous",
-) -> dict:
-    """Renders the unedited and the edited video; returns both with their inputs."""
-    if edit not in EDITS:
-        raise ReenactError(f"--edit: expected one of {list(EDITS)}, got {edit!r}")
-    config, graphdef, params = loaded
-    landmarks_TLC, fps, real_THWC = load_driving(driving, config, frames, 25.0)
-    if source is None and real_THWC is None:
-        raise ReenactError("--source: needed unless --driving is a synthetic video")
-    source_HWC = real_THWC[0] if source is None else load_source_image(source, config)
-    other_HWC = None
-    if edit in ("swap", "interpolate"):
-        if other_source is None:
-            raise ReenactError(f"--other_source: the {edit} edit needs a second source")
-        other_HWC = load_source_image(other_source, config)
-    times_T = np.arange(len(landmarks_TLC)) / fps
-    schedule = make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-    K = config.data.clip_frames
-    anchor = "generated" if edit == "interpolate" else "known"
-    # The anchor gap is capped at the training window, as reenact and evaluate do by default.
-    settings = SamplerSettings(
-        anchor=anchor, num_steps=num_steps, max_anchor_gap_s=training_window_s(config)
-    )
-
-    def render(landmarks, times, src, mix=None):
-        plan = plan_segments(len(landmarks), K, 0, plan_kind, seed=seed)
-        video, _ = generate_video(
-            graphdef, params, schedule,
-            prediction=config.diffusion.prediction, plan=plan, landmarks_TLC=landmarks,
-            frame_times_T=times, identity=src, source_HWC=src, settings=settings,
-            key=jax.random.key(seed), identity_mix=mix,
-        )  # fmt: skip
-        return video
-
-    base = render(landmarks_TLC, times_T, source_HWC)
-    new_landmarks, new_times = edited_inputs(edit, amount, landmarks_TLC, times_T)
-    if edit == "swap":
-        edited = render(landmarks_TLC, times_T, other_HWC)
-    elif edit == "interpolate":
-        edited = render(landmarks_TLC, times_T, source_HWC, mix=(other_HWC, float(amount)))
-    else:
-        edited = render(new_landmarks, new_times, source_HWC)
-    return dict(
-        base=base,
-        edited=edited,
-        landmarks=new_landmarks,
-        times=new_times,
-        source=source_HWC if edit != "swap" else other_HWC,
-        fps=fps,
-    )
+from data_pipelines.output_videos import PanelVideos, render_landmarks, to_display  # noqa: E402
+from data_pipelines.video_writing import check_output_video  # noqa: E402
 
 
 def define_flags() -> None:
@@ -132,37 +44,64 @@ def define_flags() -> None:
     flags.DEFINE_string("driving", None, "Landmarks .npz/.npy, or synthetic:<id>.")
     flags.DEFINE_string("source", None, "Source image, or synthetic:<id> (default: driving's).")
     flags.DEFINE_string("other_source", None, "Second source for swap / interpolate.")
-    flags.DEFINE_enum("edit", None, EDITS, "Which edit.")
+    flags.DEFINE_string("edit", None, f"Which edit: {', '.join(EDITS)}.")
     flags.DEFINE_float("amount", 1.0, "mouth factor | brow raise | retime speed | mix weight.")
     flags.DEFINE_integer("frames", 64, "Frames of the unedited video.")
-    flags.DEFINE_integer("steps", 20, "DDIM steps.")
+    flags.DEFINE_integer("steps", None, "Solver steps (default: the run's sampling.num_steps).")
     flags.DEFINE_integer("seed", 0, "Noise seed, shared by both renders.")
-    flags.DEFINE_string("out", "edit.mp4", "Output mp4 path (the edited video).")
+    flags.DEFINE_string("out", "edit.mp4", "Output video path (the edited video).")
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
     FLAGS = flags.FLAGS
     try:
         if not FLAGS.checkpoint or not FLAGS.driving or not FLAGS.edit:
-            raise ReenactError("--checkpoint, --driving and --edit are required")
+            raise InputError("--checkpoint, --driving and --edit are required")
+        if FLAGS.edit not in EDITS:
+            raise InputError(f"--edit: expected one of {list(EDITS)}, got {FLAGS.edit!r}")
+        if FLAGS.edit in NEEDS_OTHER_SOURCE and not FLAGS.other_source:
+            raise InputError(f"--other_source: the {FLAGS.edit} edit needs a second source")
+        if FLAGS.edit == "retime" and not FLAGS.amount > 0:
+            raise InputError(f"--amount: retime needs a speed > 0, got {FLAGS.amount}")
+        check_frames(FLAGS.frames)
+        if FLAGS.steps is not None and FLAGS.steps < 1:
+            raise InputError(f"--steps: expected >= 1, got {FLAGS.steps}")
+        check_output_video(FLAGS.out)
+        model = load_sdit(FLAGS.checkpoint)
+        config = model.config
+        track = load_driving_track(FLAGS.driving, config, FLAGS.frames, 25.0)
+        if FLAGS.source is None and track.read_real is None:
+            raise InputError("--source: needed unless --driving is a synthetic video")
+        source_HWC = (
+            track.read_real(0, 1)[0]
+            if FLAGS.source is None
+            else load_source_image(FLAGS.source, config)
+        )
+        other = FLAGS.other_source
+        other_HWC = load_source_image(other, config, "--other_source") if other else None
         result = render_edit(
-            load_sdit_for_inference(FLAGS.checkpoint), driving=FLAGS.driving, edit=FLAGS.edit,
-            amount=FLAGS.amount, source=FLAGS.source, other_source=FLAGS.other_source,
-            frames=FLAGS.frames, num_steps=FLAGS.steps, seed=FLAGS.seed,
+            model, source_HWC, track.landmarks_TLC, fps=track.fps, edit=FLAGS.edit,
+            amount=FLAGS.amount, other_HWC=other_HWC, seed=FLAGS.seed,
+            settings=sampler_settings(config, num_steps=FLAGS.steps),
         )  # fmt: skip
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
     base, edited = result["base"], result["edited"]
     if len(base) != len(edited):  # retime: show the unedited video at the edited frame rate
         picks = np.round(np.linspace(0, len(base) - 1, len(edited))).astype(int)
         base = base[picks]
-    paths = write_outputs(
-        FLAGS.out, edited, result["source"], result["landmarks"], result["fps"], 128, base
-    )
+    display = 128
+    with PanelVideos(FLAGS.out, track.fps, display, total_frames=len(edited)) as videos:
+        videos.append(edited, [to_display(result["source"][None], display),
+                               render_landmarks(result["landmarks"], display),
+                               to_display(base, display)])  # fmt: skip
+        paths = videos.close()
     print(f"wrote {', '.join(paths)} ({FLAGS.edit}, {len(edited)} frames)")
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run(main)

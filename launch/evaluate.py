@@ -39,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import jax  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 from anchored_jax.diffusion.schedules import make_schedule  # noqa: E402
 from anchored_jax.evaluation import frame_strip, metric_suite, report, study_options  # noqa: E402
@@ -47,6 +47,8 @@ from anchored_jax.evaluation.consistency_metrics import l1_T, psnr_T, ssim_T  # 
 from anchored_jax.evaluation.seed_statistics import across_seeds  # noqa: E402
 from anchored_jax.evaluation.segment_metrics import segment_owner_T  # noqa: E402
 from anchored_jax.evaluation.study_options import COPY, REPORT_METHODS  # noqa: E402
+from anchored_jax.pipelines.checkpoints import load_model, load_sdit  # noqa: E402
+from anchored_jax.pipelines.command_line import run  # noqa: E402
 from anchored_jax.sampling.frame_codec import frame_codec  # noqa: E402
 from anchored_jax.sampling.sampler_settings import (  # noqa: E402
     GENERATED_ANCHOR_MODES,
@@ -55,19 +57,31 @@ from anchored_jax.sampling.sampler_settings import (  # noqa: E402
 )
 from anchored_jax.sampling.segment_plan import plan_segments  # noqa: E402
 from anchored_jax.sampling.video_generation import generate_video, training_window_s  # noqa: E402
-from anchored_jax.training.inference_checkpoint import load_sdit_for_inference  # noqa: E402
-from launch.reenact import (  # noqa: E402
-    held_out_video,
-    progress_bar,
-    render_landmarks,
-    to_display,
-    to_unit_range,
-    write_outputs,
-)
+from data_pipelines.inference_inputs import held_out_video, to_unit_range  # noqa: E402
+from data_pipelines.output_videos import PanelVideos, render_landmarks, to_display  # noqa: E402
 
 REFERENCE = "reference"
 AUTOREGRESSIVE = "autoregressive"
 DATA_KINDS = ("video_dir", "frame_dir")
+
+
+def progress_bar(total: int, desc: str):
+    """A tqdm bar advanced by the sampler's in-loop callback; closed by the caller."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr)
+    return bar, lambda index: bar.update(1)
+
+
+def write_method_video(path, video_THWC, real_THWC, landmarks_TLC, fps, display):
+    """source | landmarks | real | generated of one method, written a chunk at a time."""
+    source_u8 = to_display(real_THWC[:1], display)
+    with PanelVideos(path, fps, display, total_frames=len(video_THWC)) as videos:
+        for lo in range(0, len(video_THWC), 64):
+            hi = lo + 64
+            videos.append(video_THWC[lo:hi], [source_u8, render_landmarks(landmarks_TLC[lo:hi],
+                          display), to_display(real_THWC[lo:hi], display)])  # fmt: skip
+        return videos.close()
 
 
 def parse_data(spec: str) -> tuple[str, str]:
@@ -243,7 +257,7 @@ def run_report(
         study_options.check_count(flag, value, lowest)
     # The sampler's own checks, before any load: one line naming the flag.
     _sampler_choices(noise_correlation, generated_anchor)
-    loaded = loaded or load_sdit_for_inference(checkpoint)
+    loaded = loaded or load_sdit(checkpoint)
     config = loaded[0]
     if max_anchor_gap_s < 0:  # -1: the run's training window
         max_anchor_gap_s = training_window_s(config)
@@ -339,7 +353,7 @@ def _compute_part(loaded, codec, suite, name, method, plan, seed, clip, clip_dat
         seconds = time.perf_counter() - start
         if write:
             path = os.path.join(out, f"clip{clip}_{report.part_name(method, plan)}.mp4")
-            write_outputs(path, video, real[0], landmarks, fps, display, real)
+            write_method_video(path, video, real, landmarks, fps, display)
     part = metric_suite.score_clip(suite, video, real, landmarks, owner_T)
     part["seconds"] = np.asarray(seconds)
     if keep:
@@ -407,14 +421,14 @@ def write_frame_strips(out, parts, methods, plans, seed, real_THWC, clip_frames)
 def evaluate_animator(workdir: str, videos: int = 8, frames: int = 32) -> dict:
     """Self-reconstruction of held-out videos vs copy-source: frame 0 is the source and every
     frame drives it (absolute motion); means over frames 1.."""
+    from anchored_jax.pipelines import leo
     from data_pipelines.frame_pairs import read_videos
-    from launch.animate import encode_codes, load_run_params, make_animator_fns, render_codes
 
-    config, graphdef, params = load_run_params(workdir, "animator", "--animator")
-    fns = make_animator_fns(graphdef, params)
-    real_BTHWC = read_videos(config.data, "test", videos, frames)
+    animator = load_model(workdir, "animator", "--animator")
+    fns = leo.animator_fns(animator)
+    real_BTHWC = read_videos(animator.config.data, "test", videos, frames)
     recon_BTHWC = np.stack(
-        [render_codes(fns, v[0], encode_codes(fns, v), mode="absolute") for v in real_BTHWC]
+        [leo.render_codes(fns, v[0], leo.encode_codes(fns, v), mode="absolute") for v in real_BTHWC]
     )
     rows = {}
     copy_BTHWC = np.broadcast_to(real_BTHWC[:, :1], real_BTHWC.shape)
@@ -433,11 +447,10 @@ def evaluate_animator(workdir: str, videos: int = 8, frames: int = 32) -> dict:
 def evaluate_lmdm(workdir: str, sequences: int = 16) -> dict:
     """|delta alpha| statistics of generated motion vs held-out real code windows."""
     from anchored_jax.sampling.leo_motion_generation import delta_statistics, sample_motion
+    from data_pipelines.lmdm_codes import load_codes
     from data_pipelines.motion_codes import code_windows
-    from launch.animate import load_run_params
-    from launch.train_lmdm import load_codes
 
-    config, graphdef, params = load_run_params(workdir, "lmdm", "--lmdm")
+    config, graphdef, params = load_model(workdir, "lmdm", "--lmdm")
     length = config.model.length
     windows = code_windows(load_codes(config, "test"), length, length)
     real = windows[np.random.default_rng(0).permutation(len(windows))[:sequences]]
@@ -539,7 +552,8 @@ def check_flags(FLAGS) -> dict:
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
     FLAGS = flags.FLAGS
     out = FLAGS.out or FLAGS.out_dir
@@ -559,7 +573,7 @@ def main(argv):
         os.makedirs(out, exist_ok=True)
         metrics = {}
         if FLAGS.checkpoint:
-            loaded = load_sdit_for_inference(FLAGS.checkpoint)
+            loaded = load_sdit(FLAGS.checkpoint)
             landmarks = study_options.landmark_kind(
                 FLAGS.akd_landmarks, data_kind(loaded[0], FLAGS.data)
             )
@@ -599,4 +613,4 @@ def _existing_media(out: str) -> tuple[list[str], list[str]]:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run(main)

@@ -15,13 +15,15 @@ The serialised kinds run with jax and numpy alone; see docs/interop.md.
 """
 
 import os
+import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from anchored_jax.interop.export_inference import save_inference_checkpoint
 from anchored_jax.interop.export_safetensors import save_safetensors
 from anchored_jax.interop.export_serialized import export_forward, export_sampler
-from anchored_jax.training.inference_checkpoint import load_sdit_for_inference
+from anchored_jax.pipelines.checkpoints import load_sdit as load_sdit_for_inference
+from anchored_jax.pipelines.command_line import run
 
 KINDS = ("inference", "safetensors", "forward", "sampler")
 
@@ -81,27 +83,41 @@ def run_export(
     return written
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    FLAGS = flags.FLAGS
+def check_flags(FLAGS) -> None:
+    """Every flag checked (one line naming it) before the checkpoint is loaded."""
     for name in ("checkpoint", "output"):
         if not FLAGS[name].value:
-            raise app.UsageError(f"--{name} is required")
-    written = run_export(
-        FLAGS.checkpoint,
-        FLAGS.output,
-        FLAGS.kinds,
-        batch=FLAGS.batch,
-        frames=FLAGS.frames,
-        num_steps=FLAGS.num_steps,
-        platforms=FLAGS.platforms,
-    )
+            raise ValueError(f"--{name}: required")
+    unknown = sorted(set(FLAGS.kinds) - set(KINDS))
+    if unknown or not FLAGS.kinds:
+        raise ValueError(f"--kinds: unknown {unknown}; expected any of {list(KINDS)}")
+    for name in ("batch", "frames", "num_steps"):
+        if FLAGS[name].value < 1:
+            raise ValueError(f"--{name}: expected a positive int, got {FLAGS[name].value}")
+    bad = sorted(set(FLAGS.platforms) - {"cpu", "cuda", "rocm", "tpu"})
+    if bad:
+        raise ValueError(f"--platforms: unknown {bad}; expected any of cpu, cuda, rocm, tpu")
+    if os.path.isfile(FLAGS.output):
+        raise ValueError(f"--output {FLAGS.output}: is a file, expected a folder")
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+    FLAGS = flags.FLAGS
+    try:
+        check_flags(FLAGS)
+        written = run_export(
+            FLAGS.checkpoint, FLAGS.output, FLAGS.kinds, batch=FLAGS.batch,
+            frames=FLAGS.frames, num_steps=FLAGS.num_steps, platforms=FLAGS.platforms,
+        )  # fmt: skip
+    except (ValueError, OSError) as e:  # flags, checkpoints, unwritable output
+        sys.exit(f"error: {e}")
     for kind, path in written.items():
-        logging.info("exported %s: %s", kind, path)
         print(f"{kind}: {path}")
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run(main)

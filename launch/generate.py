@@ -28,68 +28,23 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
-from anchored_jax.diffusion.schedules import make_schedule  # noqa: E402
 from anchored_jax.evaluation.curve_plots import write_line_plot  # noqa: E402
-from anchored_jax.sampling.leo_anchored_motion import (  # noqa: E402
-    anchored_motion,
-    join_statistics,
-    motion_plan,
-)
-from anchored_jax.sampling.leo_motion_generation import (  # noqa: E402
-    chain_motion,
-    motion_norm_statistics,
-)
-from anchored_jax.sampling.video_generation import sampler_mesh  # noqa: E402
+from anchored_jax.pipelines import leo  # noqa: E402
+from anchored_jax.pipelines.checkpoints import load_model  # noqa: E402
+from anchored_jax.pipelines.command_line import run  # noqa: E402
+from anchored_jax.sampling.leo_anchored_motion import join_statistics  # noqa: E402
+from anchored_jax.sampling.leo_motion_generation import motion_norm_statistics  # noqa: E402
+from data_pipelines.inference_inputs import InputError, check_frames, load_source_image  # noqa: E402
+from data_pipelines.lmdm_codes import load_codes  # noqa: E402
 from data_pipelines.motion_codes import write_code_file  # noqa: E402
-from launch.animate import (  # noqa: E402
-    AnimateError,
-    load_run_params,
-    make_animator_fns,
-    progress_bar,
-    render_codes,
-    write_animation,
-)
-from launch.reenact import load_source_image  # noqa: E402
+from data_pipelines.output_videos import PanelVideos, to_display  # noqa: E402
+from data_pipelines.video_writing import check_output_video  # noqa: E402
 
-METHODS = ("chain", "anchored")
-
-
-def generate_codes(lmdm, alpha1_BM, *, method, num_frames, seed=0, steps=0, chunk_size=32,
-                   devices=0, progress=None):  # fmt: skip
-    """`[B, num_frames, M]` codes from first codes by `chain` or `anchored` generation."""
-    if method not in METHODS:
-        raise AnimateError(f"--method: expected one of {list(METHODS)}, got {method!r}")
-    if num_frames < 2:
-        raise AnimateError(f"--frames: expected at least 2, got {num_frames}")
-    config, graphdef, params = lmdm
-    diffusion = config.diffusion
-    schedule = make_schedule(diffusion.schedule, diffusion.num_timesteps)
-    common = dict(
-        num_frames=num_frames, length=config.model.length, prediction=diffusion.prediction,
-        num_steps=steps or diffusion.sample_steps,
-    )  # fmt: skip
-    key = jax.random.key(seed)
-    alpha1_BM = np.asarray(alpha1_BM, np.float32)
-    if method == "chain":
-        return np.asarray(chain_motion(graphdef, params, schedule, alpha1_BM, key, **common))
-    segments = motion_plan(num_frames, config.model.length).num_segments * len(alpha1_BM)
-    return np.asarray(
-        anchored_motion(
-            graphdef,
-            params,
-            schedule,
-            alpha1_BM,
-            key,
-            chunk_size=chunk_size,
-            mesh=sampler_mesh(devices, segments),
-            progress=progress,
-            **common,
-        )  # fmt: skip
-    )
+METHODS = leo.METHODS
+generate_codes = leo.generate_codes
 
 
 def norm_series(alpha_BTM, block: int = 8):
@@ -116,8 +71,6 @@ def write_norm_plot(path: str, codes_by_method: dict, title: str) -> None:
 
 def compare(lmdm, out: str, *, num_frames: int, sequences: int, seed=0, steps=0) -> dict:
     """Both methods from held-out first codes: the plot at `out`, statistics in `<out>.json`."""
-    from launch.train_lmdm import load_codes
-
     config = lmdm[0]
     test_codes_NTM = load_codes(config, "test")
     first_BM = test_codes_NTM[:sequences, 0]
@@ -144,51 +97,53 @@ def compare(lmdm, out: str, *, num_frames: int, sequences: int, seed=0, steps=0)
 def generate(animator: str, lmdm_dir: str, first_frame: str, out: str, *, method: str,
              num_frames: int, seed=0, steps=0, chunk_size=32, devices=0, batch_size=16,
              display=128, fps=25.0, loaded=None) -> dict:  # fmt: skip
-    """Image -> alpha_1 -> codes -> frames; returns the paths, codes and frames."""
+    """Image -> alpha_1 -> codes -> frames, written as each batch is rendered; returns the
+    paths and the codes."""
     if method not in METHODS:
-        raise AnimateError(f"--method: expected one of {list(METHODS)}, got {method!r}")
+        raise InputError(f"--method: expected one of {list(METHODS)}, got {method!r}")
+    check_frames(num_frames)
+    leo.check_batch_size(batch_size)
+    check_output_video(out)
     anim, lmdm = loaded or (
-        load_run_params(animator, "animator", "--animator"),
-        load_run_params(lmdm_dir, "lmdm", "--lmdm"),
+        load_model(animator, "animator", "--animator"),
+        load_model(lmdm_dir, "lmdm", "--lmdm"),
     )
-    anim_config, anim_graphdef, anim_params = anim
-    if lmdm[0].model.motion_dim != anim_config.model.motion_dim:
-        raise AnimateError(
-            f"--lmdm: its model.motion_dim ({lmdm[0].model.motion_dim}) differs from the "
-            f"animator's ({anim_config.model.motion_dim})"
-        )
-    try:
-        first_HWC = load_source_image(first_frame, anim_config)
-    except ValueError as e:  # its messages name --source, the flag of launch.reenact
-        raise AnimateError(str(e).replace("--source", "--first-frame", 1)) from None
-    fns = make_animator_fns(anim_graphdef, anim_params)
-    alpha1_1M = np.asarray(fns[0](first_HWC[None])[2])
+    leo.check_pair(anim, lmdm)
+    first_HWC = load_source_image(first_frame, anim.config, "--first-frame")
+    fns = leo.animator_fns(anim)
+    alpha1_1M = leo.first_codes(fns, first_HWC[None])
     start = time.perf_counter()
+    from tqdm import tqdm
+
     # anchored: one tick per solver step; chain runs its chunks in one scan, ticked at the end.
-    bar, tick = progress_bar(steps or lmdm[0].diffusion.sample_steps, f"{method} motion")
+    bar = tqdm(total=steps or lmdm.config.diffusion.sample_steps, desc=f"{method} motion",
+               unit="step", file=sys.stderr)  # fmt: skip
     try:
-        codes_1TM = generate_codes(
+        codes_1TM = leo.generate_codes(
             lmdm, alpha1_1M, method=method, num_frames=num_frames, seed=seed, steps=steps,
-            chunk_size=chunk_size, devices=devices, progress=tick,
+            chunk_size=chunk_size, devices=devices, progress=lambda i: bar.update(1),
         )  # fmt: skip
         bar.update(bar.total - bar.n)
     finally:
         bar.close()
     motion_seconds = time.perf_counter() - start
-    bar, _ = progress_bar(num_frames, "render")
-    try:
-        video_THWC = render_codes(
-            fns, first_HWC, codes_1TM[0], mode="absolute", batch_size=batch_size,
-            progress=bar.update,
-        )  # fmt: skip
-    finally:
-        bar.close()
-    paths = write_animation(out, video_THWC, fps, display, [first_HWC[None]])
+    bar = tqdm(total=num_frames, desc="render", unit="frame", file=sys.stderr)
+    first_u8 = to_display(first_HWC[None], display)
+    with PanelVideos(out, fps, display) as videos:
+        try:
+            for chunk in leo.stream_render_codes(
+                fns, first_HWC, codes_1TM[0], mode="absolute", batch_size=batch_size
+            ):
+                videos.append(chunk, [first_u8])
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+        paths = videos.close()
     stem = os.path.splitext(out)[0]
     write_code_file(f"{stem}_codes.npz", codes_1TM)
     write_norm_plot(f"{stem}_motion_norm.png", {method: codes_1TM}, f"{method}: motion norm")
     paths += [f"{stem}_codes.npz", f"{stem}_motion_norm.png"]
-    return dict(paths=paths, codes=codes_1TM, video=video_THWC, motion_seconds=motion_seconds,
+    return dict(paths=paths, codes=codes_1TM, motion_seconds=motion_seconds,
                 statistics=motion_norm_statistics(codes_1TM))  # fmt: skip
 
 
@@ -211,14 +166,24 @@ def define_flags() -> None:
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # keeps orbax's restore chatter off the terminal
     FLAGS = flags.FLAGS
     try:
         if not FLAGS.lmdm:
-            raise AnimateError("--lmdm is required")
+            raise InputError("--lmdm is required")
+        check_frames(FLAGS.frames)
+        for name, lowest in (("sequences", 1), ("steps", 0), ("chunk_size", 1), ("devices", 0),
+                             ("batch_size", 1), ("display_size", 8)):  # fmt: skip
+            if getattr(FLAGS, name) < lowest:
+                raise InputError(f"--{name}: expected >= {lowest}, got {getattr(FLAGS, name)}")
+        if FLAGS.method not in METHODS:
+            raise InputError(f"--method: expected one of {list(METHODS)}, got {FLAGS.method!r}")
         if FLAGS.compare:
-            lmdm = load_run_params(FLAGS.lmdm, "lmdm", "--lmdm")
+            if not FLAGS.out.lower().endswith(".png"):
+                raise InputError(f"--out {FLAGS.out}: --compare writes a .png plot")
+            lmdm = load_model(FLAGS.lmdm, "lmdm", "--lmdm")
             results = compare(
                 lmdm, FLAGS.out, num_frames=FLAGS.frames, sequences=FLAGS.sequences,
                 seed=FLAGS.seed, steps=FLAGS.steps,
@@ -234,7 +199,7 @@ def main(argv):
             return
         first_frame = FLAGS["first-frame"].value
         if not FLAGS.animator or not first_frame:
-            raise AnimateError("--animator and --first-frame are required (or use --compare)")
+            raise InputError("--animator and --first-frame are required (or use --compare)")
         result = generate(
             FLAGS.animator, FLAGS.lmdm, first_frame, FLAGS.out, method=FLAGS.method,
             num_frames=FLAGS.frames, seed=FLAGS.seed, steps=FLAGS.steps,
@@ -252,4 +217,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    run(main)

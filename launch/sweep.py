@@ -34,6 +34,7 @@ import importlib.util
 import json
 import os
 import shlex
+import subprocess
 import sys
 import time
 
@@ -45,11 +46,11 @@ import numpy as np  # noqa: E402
 from anchored_jax.diffusion.schedules import make_schedule  # noqa: E402
 from anchored_jax.evaluation.consistency_study import frame_metrics, summarize  # noqa: E402
 from anchored_jax.evaluation.sweep_report import write_sweep_report  # noqa: E402
+from anchored_jax.pipelines.checkpoints import load_sdit as load_sdit_for_inference  # noqa: E402
 from anchored_jax.sampling.sampler_settings import METHODS, SamplerSettings, comparison_run  # noqa: E402
 from anchored_jax.sampling.segment_plan import plan_segments  # noqa: E402
 from anchored_jax.sampling.video_generation import generate_video, training_window_s  # noqa: E402
 from anchored_jax.training.config_checks import validate_sdit_config  # noqa: E402
-from anchored_jax.training.inference_checkpoint import load_sdit_for_inference  # noqa: E402
 from anchored_jax.training.trainer import EVAL_LOG  # noqa: E402
 from configs.sweeps import (  # noqa: E402
     Sweep,
@@ -59,9 +60,8 @@ from configs.sweeps import (  # noqa: E402
     parse_assignment,
     resolve_variants,
 )
+from data_pipelines.inference_inputs import held_out_video, to_unit_range  # noqa: E402
 from data_pipelines.pipeline import validate_data_config  # noqa: E402
-from launch import cluster  # noqa: E402
-from launch.reenact import held_out_video, to_unit_range  # noqa: E402
 
 DONE = "DONE"
 FAILED = "FAILED"
@@ -152,10 +152,21 @@ def train_args(config_spec: str, workdir: str, variant: Variant, spec: Sweep, ex
 
 
 # ---------------------------------------------------------------------------- one variant
-def train_variant(config, workdir: str) -> None:
-    """Trains (or resumes) in this process through the task's `launch.train_<task>.run`."""
-    trainer = importlib.import_module(f"launch.train_{config.get('task', 'sdit')}")
-    trainer.run(config, workdir)
+def train_variant(command: list[str]) -> None:
+    """Trains (or resumes) the variant with `python -m launch.train <command>`, the command a
+    cluster job runs too; its one-line error becomes the variant's failure."""
+    env = dict(os.environ)
+    cache = jax.config.jax_compilation_cache_dir
+    if cache:  # the same persistent compilation cache as this process
+        env["JAX_COMPILATION_CACHE_DIR"] = cache
+    result = subprocess.run(
+        [sys.executable, "-m", "launch.train", *command], env=env, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
+        sys.stderr.write(result.stderr[-3000:])
+        raise SystemExit(lines[-1])
 
 
 def training_numbers(workdir: str) -> dict | None:
@@ -245,12 +256,13 @@ def write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def run_variant(variant: Variant, workdir: str, spec: Sweep, checkpoint: str | None, cache):
+def run_variant(variant: Variant, workdir: str, spec: Sweep, checkpoint: str | None, cache,
+                command: list[str]):  # fmt: skip
     """Trains (if the sweep trains) and scores one variant, then marks it DONE."""
     os.makedirs(workdir, exist_ok=True)
     started = time.perf_counter()
     if spec.train:
-        train_variant(variant.config, workdir)
+        train_variant(command)
         checkpoint = workdir
     trained = time.perf_counter()
     if checkpoint not in cache:
@@ -299,7 +311,9 @@ def enable_compilation_cache(args) -> None:
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    argv, cluster_args = cluster.split_at_dashes(argv)
+    # Arguments after a bare `--` are launch.cluster's own.
+    split = argv.index("--") if "--" in argv else len(argv)
+    argv, cluster_args = argv[:split], argv[split + 1 :]
     parser = argparse.ArgumentParser(
         prog="python -m launch.sweep",
         description=__doc__,
@@ -375,14 +389,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"python -m launch.cluster {shlex.join(cluster_argv)}", flush=True)
                 continue
             os.makedirs(workdir, exist_ok=True)
-            cluster.main(cluster_argv)
+            subprocess.run([sys.executable, "-m", "launch.cluster", *cluster_argv], check=True)
             continue
         if args.dry_run:
             print(local_command(args, spec, command, variant.name), flush=True)
             continue
         print(f"{variant.name}: {'training' if spec.train else 'scoring'}", flush=True)
         try:
-            record = run_variant(variant, workdir, spec, args.checkpoint, cache)
+            record = run_variant(variant, workdir, spec, args.checkpoint, cache, command)
         except (SystemExit, ValueError) as e:  # the trainer's one-line exits, bad settings
             message = str(e.code if isinstance(e, SystemExit) else e)
             write_atomic(os.path.join(workdir, FAILED), message + "\n")

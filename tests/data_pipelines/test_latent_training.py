@@ -15,8 +15,8 @@ import pytest
 from anchored_jax.diffusion.schedules import make_schedule
 from anchored_jax.interop.diffusers_vae import load_diffusers_vae
 from anchored_jax.models.autoencoder_kl import decode_frames, encode_frames
+from anchored_jax.pipelines.checkpoints import load_sdit as load_sdit_for_inference
 from anchored_jax.training.config_checks import validate_sdit_config
-from anchored_jax.training.inference_checkpoint import load_sdit_for_inference
 from anchored_jax.training.sample_grid import frame_decoder, make_sample_grid, to_uint8
 from configs import sdit
 from data_pipelines.latent_cache import CACHE_INFO, LatentCacheSource, split_path
@@ -253,20 +253,30 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path, vae_dir, overrides,
 def test_reenacting_with_a_latent_model_encodes_the_source_and_decodes_the_video(
     trained, vae_dir, tmp_path
 ):
+    from anchored_jax.pipelines import reenactment
+    from anchored_jax.pipelines.checkpoints import load_sdit
     from anchored_jax.sampling.sampler_settings import SamplerSettings
-    from launch.reenact import ReenactError, reenact
+    from data_pipelines.inference_inputs import load_driving_track
+    from launch.reenact import reenact
 
     workdir, _ = trained
-    kw = dict(frames=5, settings=SamplerSettings(num_steps=2), display=32)
-    out = str(tmp_path / "latent.mp4")
-    with pytest.raises(ReenactError, match="--vae: the model denoises 4-channel latents"):
-        reenact(workdir, "synthetic:0", out, **kw)
-    result = reenact(workdir, "synthetic:0", out, vae=vae_dir, **kw)
-    video, real = result["video"], result["real"]
+    model = load_sdit(workdir)
+    track = load_driving_track("synthetic:0", model.config, 5, 25.0)
+    real = track.read_real(0, 5)
+    with pytest.raises(ValueError, match="--vae: the model denoises 4-channel latents"):
+        reenactment.model_codec(model.config)
+    settings = SamplerSettings(num_steps=2)
+    video = reenactment.reenact(
+        model, real[0], track.landmarks_TLC, fps=track.fps, settings=settings,
+        codec=reenactment.model_codec(model.config, vae_dir),
+    )  # fmt: skip
     assert video.shape == (5, 64, 64, 3) and real.shape == (5, 64, 64, 3)
     # Frame 0 is the known anchor: the source (real frame 0) through the autoencoder and back.
     vae = load_diffusers_vae(vae_dir)
     round_trip = np.asarray(decode_frames(vae, encode_frames(vae, real[None, :1])))[0, 0]
     np.testing.assert_allclose(video[0], round_trip, rtol=1e-4, atol=1e-5)
     assert np.abs(video[1:] - video[0]).mean() > 1e-3  # the other frames are generated
+    out = str(tmp_path / "latent.mp4")
+    reenact(workdir, "synthetic:0", out, frames=5, settings=settings, display=32, vae=vae_dir,
+            loaded=model)  # fmt: skip
     assert os.path.isfile(out)

@@ -9,7 +9,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from anchored_jax.interop.weight_files import WeightLayoutError
-from anchored_jax.training.inference_checkpoint import load_sdit_for_inference
+from anchored_jax.pipelines.checkpoints import load_sdit as load_sdit_for_inference
 from configs.sdit import get_config
 from launch.import_weights import import_dit
 from tests.interop.dit_reference import random_dit_state_dict

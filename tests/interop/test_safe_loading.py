@@ -126,9 +126,9 @@ def load_landmark_file(path):
 
 def load_driving_npy(path):
     from configs import sdit
-    from launch.reenact import load_driving
+    from data_pipelines.inference_inputs import load_driving_track
 
-    return load_driving(path, sdit.get_config("tiny"), None, 25.0)
+    return load_driving_track(path, sdit.get_config("tiny"), None, 25.0)
 
 
 def load_latent_cache(path):

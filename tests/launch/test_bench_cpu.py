@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from anchored_jax.evaluation.step_timing import random_batch
 from configs import sdit as sdit_config
 from launch.bench_cpu import make_dit_equivalent, step_dots, time_step_dots
-from launch.bench_train import random_batch
 
 
 def _scanned_layers_grad(m=16, k=8, depth=3):

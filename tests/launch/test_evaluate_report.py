@@ -28,13 +28,13 @@ from anchored_jax.evaluation.segment_metrics import (
 )
 from anchored_jax.evaluation.torch_layout_layers import torch_layout
 from anchored_jax.evaluation.video_statistics import laplacian_T
+from anchored_jax.pipelines.checkpoints import load_sdit as load_sdit_for_inference
 from anchored_jax.sampling.segment_plan import plan_segments
-from anchored_jax.training.inference_checkpoint import load_sdit_for_inference
 from anchored_jax.training.train_state import split_model
 from anchored_jax.training.trainer import build_model
+from data_pipelines.inference_inputs import held_out_video, to_unit_range
 from launch import evaluate
 from launch.evaluate import run_report
-from launch.reenact import held_out_video, to_unit_range
 from tests.cli_testing import one_line_error, run_module
 from tests.launch.test_reenact_cli import small_run_config
 
@@ -302,9 +302,9 @@ def test_leo_animator_and_motion_reports(tmp_path):
     from anchored_jax.training.leo_lmdm_loop import init_lmdm
     from configs.lmdm import get_config as lmdm_config
     from data_pipelines.frame_pairs import read_videos
+    from data_pipelines.lmdm_codes import load_codes
     from data_pipelines.motion_codes import code_windows
     from launch.evaluate import evaluate_animator, evaluate_lmdm
-    from launch.train_lmdm import load_codes
     from tests.launch.test_leo_train_animator import tiny_run_config
 
     anim = tiny_run_config()

@@ -16,8 +16,8 @@ from anchored_jax.interop.export_serialized import (
     make_sampler_fn,
     param_arrays,
 )
+from anchored_jax.pipelines.checkpoints import load_sdit as load_sdit_for_inference
 from anchored_jax.training.checkpointing import RunCheckpoints
-from anchored_jax.training.inference_checkpoint import load_sdit_for_inference
 from anchored_jax.training.optimizer import make_optimizer
 from anchored_jax.training.train_state import create_train_state, split_model
 from anchored_jax.training.trainer import build_model
