@@ -60,8 +60,8 @@ def main(argv):
     from anchored_jax.sampling.segment_plan import plan_segments
     from anchored_jax.sampling.video_generation import sampler_call, sampler_mesh
     from anchored_jax.training.config_checks import ConfigError, validate_sdit_config
+    from anchored_jax.training.sdit_setup import build_model
     from anchored_jax.training.train_state import split_model
-    from anchored_jax.training.trainer import build_model
 
     config = _CONFIG.value
     try:

@@ -51,7 +51,6 @@ from anchored_jax.sampling.sampler_settings import METHODS, SamplerSettings, com
 from anchored_jax.sampling.segment_plan import plan_segments  # noqa: E402
 from anchored_jax.sampling.video_generation import generate_video, training_window_s  # noqa: E402
 from anchored_jax.training.config_checks import validate_sdit_config  # noqa: E402
-from anchored_jax.training.trainer import EVAL_LOG  # noqa: E402
 from configs.sweeps import (  # noqa: E402
     Sweep,
     SweepError,
@@ -66,6 +65,7 @@ from data_pipelines.pipeline import validate_data_config  # noqa: E402
 DONE = "DONE"
 FAILED = "FAILED"
 EVAL_FILE = "eval.json"
+EVAL_LOG = "eval_metrics.jsonl"  # the training loop's held-out evaluations, one JSON a line
 SWEEP_FILE = "sweep.json"
 LAUNCHERS = ("local", "tpu", "slurm")
 SCORING = ("sampling", "eval")  # field namespaces of the evaluation, not of the config

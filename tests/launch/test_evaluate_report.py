@@ -30,8 +30,8 @@ from anchored_jax.evaluation.torch_layout_layers import torch_layout
 from anchored_jax.evaluation.video_statistics import laplacian_T
 from anchored_jax.pipelines.checkpoints import load_sdit as load_sdit_for_inference
 from anchored_jax.sampling.segment_plan import plan_segments
+from anchored_jax.training.sdit_setup import build_model
 from anchored_jax.training.train_state import split_model
-from anchored_jax.training.trainer import build_model
 from data_pipelines.inference_inputs import held_out_video, to_unit_range
 from launch import evaluate
 from launch.evaluate import run_report

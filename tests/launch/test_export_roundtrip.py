@@ -19,8 +19,8 @@ from anchored_jax.interop.export_serialized import (
 from anchored_jax.pipelines.checkpoints import load_sdit as load_sdit_for_inference
 from anchored_jax.training.checkpointing import RunCheckpoints
 from anchored_jax.training.optimizer import make_optimizer
+from anchored_jax.training.sdit_setup import build_model
 from anchored_jax.training.train_state import create_train_state, split_model
-from anchored_jax.training.trainer import build_model
 from configs.sdit import get_config
 from launch.export import run_export
 

@@ -18,8 +18,8 @@ from anchored_jax.pipelines.checkpoints import load_sdit as load_sdit_for_infere
 from anchored_jax.sampling.sampler_settings import SamplerSettings
 from anchored_jax.training.checkpointing import RunCheckpoints
 from anchored_jax.training.optimizer import make_optimizer
+from anchored_jax.training.sdit_setup import build_model
 from anchored_jax.training.train_state import create_train_state, split_model
-from anchored_jax.training.trainer import build_model
 from configs.sdit import get_config
 from data_pipelines.inference_inputs import InputError, load_driving_track
 from data_pipelines.landmark_files import save_landmarks
