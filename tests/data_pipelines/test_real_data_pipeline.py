@@ -90,9 +90,11 @@ def test_clips_of_a_corrupt_video_are_dropped_never_patched(face_videos):
     )
     clips = list(dataset)
     seen = collections.Counter(int(b["video_id_B"][0]) for b in clips)
-    # Every good video gives all 8 clips; the corrupt one only those away from its damage.
-    assert all(seen[v] == 8 for v in range(len(source)) if v != corrupt_id)
-    assert seen[corrupt_id] < 8
+    # Every good video gives all 8 clips; the corrupt one only those away from its damage, and
+    # each clip it could not give is taken by a whole clip of the next video in the stream, so
+    # no process's rows shift (data_pipelines/global_batches.py).
+    assert all(seen[v] >= 8 for v in range(len(source)) if v != corrupt_id)
+    assert seen[corrupt_id] < 8 and sum(seen.values()) == 8 * len(source)
     for batch in clips:
         _check_batch(batch, source, fx)
 
