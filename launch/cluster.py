@@ -12,9 +12,17 @@ SLURM (multi-node GPU; one task per node, each driving all its GPUs):
       --out runs/xl.sbatch -- --config configs/sdit.py:XL --workdir /shared/runs/xl
   sbatch runs/xl.sbatch
 
-Everything after `--` goes to `python -m launch.train` unchanged. `--dry_run` prints the
-commands instead of running them. On every worker `launch.train` calls
-`jax.distributed.initialize()`, which finds the pod's or the SLURM job's peers by itself.
+One machine, several processes (multi-host behaviour without a cluster; each process gets
+4 simulated CPU devices here, gloo collectives and its prefixed output lines):
+
+  python -m launch.cluster local --processes 2 --devices_per_process 4 -- \
+      --config configs/sdit.py:tiny --workdir runs/two_hosts
+
+Everything after `--` goes to `python -m launch.train` unchanged (`local` also takes a whole
+command, e.g. `-- python my_script.py`). `--dry_run` prints the commands instead of running
+them. On every worker `launch.train` calls `jax.distributed.initialize()`, which finds the
+pod's or the SLURM job's peers by itself; `local` passes them in JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES and JAX_PROCESS_ID.
 """
 
 import argparse
@@ -100,6 +108,17 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="target", required=True)
+    local = sub.add_parser("local", help="run N processes of one job on this machine")
+    local.add_argument("--processes", type=int, required=True, help="how many processes")
+    local.add_argument(
+        "--devices_per_process", type=int, default=None,
+        help="simulated CPU devices per process (default: the platform's own devices)",
+    )  # fmt: skip
+    local.add_argument(
+        "--grace_s", type=float, default=90.0,
+        help="after one process fails, seconds before the others are killed",
+    )  # fmt: skip
+    local.add_argument("--port", type=int, default=None, help="coordinator port (default: free)")
     tpu = sub.add_parser("tpu", help="run on every worker of a TPU pod slice")
     tpu.add_argument("--name", required=True, help="TPU VM name")
     tpu.add_argument("--zone", required=True)
@@ -123,6 +142,9 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     slurm.add_argument("--out", required=True, help="where to write the sbatch script")
     slurm.add_argument("--submit", action="store_true", help="also run sbatch on it")
     args = parser.parse_args(argv)
+    if args.target == "local":
+        _check_local(parser, args, train_args)
+        return args, train_args
     if "--config" not in train_args and not any(a.startswith("--config=") for a in train_args):
         parser.error("training arguments after `--` must include --config (and --workdir)")
     if args.target == "slurm" and args.nodes < 1:
@@ -130,8 +152,41 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, train_args
 
 
+def _check_local(parser, args: argparse.Namespace, command: list[str]) -> None:
+    if args.processes < 1:
+        parser.error(f"--processes: expected a positive count, got {args.processes}")
+    if args.devices_per_process is not None and args.devices_per_process < 1:
+        parser.error(f"--devices_per_process: expected >= 1, got {args.devices_per_process}")
+    if not command:
+        parser.error("local needs a command after `--` (launch.train flags or a program)")
+    is_train = command[0].startswith("-")
+    if (
+        is_train
+        and "--config" not in command
+        and not any(a.startswith("--config=") for a in command)
+    ):
+        parser.error("training arguments after `--` must include --config (and --workdir)")
+
+
+def local_command(command: list[str]) -> list[str]:
+    """`launch.train` flags become a `launch.train` run; anything else runs as given."""
+    if command[0].startswith("-"):
+        return [sys.executable, "-m", "launch.train", *command]
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
     args, train_args = parse(sys.argv[1:] if argv is None else argv)
+    if args.target == "local":
+        from launch.local_processes import run_local
+
+        return run_local(
+            local_command(train_args),
+            args.processes,
+            devices_per_process=args.devices_per_process,
+            grace_s=args.grace_s,
+            port=args.port,
+        )
     if args.target == "tpu":
         for command in tpu_commands(args, train_args):
             print(shlex.join(command), flush=True)
