@@ -198,8 +198,8 @@ def load_model(
     if os.path.isdir(os.path.join(path, CHECKPOINT_SUBDIR)):
         return _load_workdir(path, task, where)
     raise CheckpointLoadError(
-        f"{where}: expected a {task} training workdir (with {CHECKPOINT_SUBDIR}/) or an "
-        f"exported checkpoint (with {CONFIG_FILE} and {EMA_PARAMS_DIR}/)"
+        f"{where}: expected a training workdir (with {CHECKPOINT_SUBDIR}/) or an exported "
+        f"checkpoint (with {CONFIG_FILE} and {EMA_PARAMS_DIR}/) of a {task} run"
     )
 
 
