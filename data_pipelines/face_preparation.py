@@ -2,9 +2,10 @@
 
 One video goes through three steps (`prepare_video`):
 
-1. **Landmarks per frame** on the full frame, from a `Landmarker`: MediaPipe FaceMesh (468
-   points, `MediaPipeFaceMesh`, the `[landmarks]` extra) or the landmark file already beside
-   the video (`ExistingLandmarks`, for folders whose landmarks came from elsewhere).
+1. **Landmarks per frame** on the full frame, from a `Landmarker`: MediaPipe's FaceMesh model
+   (468 points) run with TF Lite in this environment (`FaceMeshLandmarker`, see
+   `face_landmarker`), or the landmark file already beside the video (`ExistingLandmarks`, for
+   folders whose landmarks came from elsewhere).
 2. **Tracks**: runs of frames with a face. Gaps of up to `max_gap` frames are bridged by
    interpolating the landmarks; a longer gap ends the track. Tracks shorter than `min_frames`
    are dropped. A video with no face at all is skipped (`no_face`).
@@ -23,48 +24,14 @@ import os
 import numpy as np
 from PIL import Image
 
+from data_pipelines.face_landmarker import FaceMeshLandmarker
+from data_pipelines.face_models import INSTALL_HINT
 from data_pipelines.landmark_files import LandmarkTrack, load_landmarks
 from data_pipelines.video_decoding import BadVideoError, VideoProbe, iterate_frames, probe_video
 
-MEDIAPIPE_PIN = "mediapipe==0.10.14"  # the last wheel that bundles the FaceMesh model files
-MISSING_MEDIAPIPE = (
-    "landmarks: MediaPipe is not installed; install the extra in its own environment "
-    f"(pip install '.[landmarks]', i.e. {MEDIAPIPE_PIN}; it needs protobuf<5, which the "
-    "TensorFlow/grain stack does not allow), or pass --landmarks existing"
-)
-
-
-class MediaPipeFaceMesh:
-    """FaceMesh, 468 points, in video mode (it tracks between frames); one face per video."""
-
-    layout = "mediapipe468"
-
-    def __init__(self, min_confidence: float = 0.5):
-        self.min_confidence = min_confidence
-        self._mesh = None
-
-    def start(self, probe: VideoProbe) -> None:
-        try:
-            from mediapipe.python.solutions import face_mesh
-        except ImportError:
-            raise ImportError(MISSING_MEDIAPIPE) from None
-        if self._mesh is not None:
-            self._mesh.close()
-        # A fresh graph per video: tracking state must not leak from one video into the next.
-        self._mesh = face_mesh.FaceMesh(
-            static_image_mode=False,
-            max_num_faces=1,
-            refine_landmarks=False,
-            min_detection_confidence=self.min_confidence,
-            min_tracking_confidence=self.min_confidence,
-        )
-
-    def __call__(self, t: int, frame_HWC: np.ndarray) -> np.ndarray | None:
-        result = self._mesh.process(frame_HWC)
-        if not result.multi_face_landmarks:
-            return None
-        points = result.multi_face_landmarks[0].landmark
-        return np.array([(p.x, p.y, p.z) for p in points], np.float32)
+# The FaceMesh landmarker, under the name the rest of the code base knows it by.
+MediaPipeFaceMesh = FaceMeshLandmarker
+MISSING_MEDIAPIPE = f"landmarks: the FaceMesh model files are not installed; {INSTALL_HINT}"
 
 
 class ExistingLandmarks:
@@ -98,6 +65,22 @@ class CropSettings:
     smooth_frames: int = 9  # moving-average window of the crop box; 1 = no smoothing
     min_frames: int = 8  # shortest track kept (a clip needs K frames)
     max_gap: int = 4  # frames without a face bridged inside one track
+    # Output frame rate: 0 keeps a constant-rate video's own frames and re-times a variable-rate
+    # one to its average rate; > 0 resamples every video to this rate. Either way, output frame
+    # k shows the source frame on screen at time k / fps (its real timestamp).
+    resample_fps: float = 0.0
+
+
+def output_timeline(probe: VideoProbe, resample_fps: float) -> tuple[np.ndarray, float]:
+    """`(source frame index of each output frame, output fps)`, from the real timestamps."""
+    if resample_fps <= 0 and not probe.variable_frame_rate:
+        return np.arange(probe.num_frames), probe.fps
+    fps = resample_fps if resample_fps > 0 else probe.fps
+    times_s_T = probe.times_s_T
+    # Half a source tick of slack: a frame stamped exactly at k / fps is the one shown then.
+    out_times_K = np.arange(int(np.floor(times_s_T[-1] * fps + 1e-6)) + 1) / fps
+    pick_K = np.searchsorted(times_s_T, out_times_K + 0.5 * probe.time_base, side="right") - 1
+    return np.clip(pick_K, 0, probe.num_frames - 1), float(fps)
 
 
 def face_tracks(found_T: np.ndarray, min_frames: int, max_gap: int) -> list[tuple[int, int]]:
@@ -165,25 +148,45 @@ def crop_landmarks(landmarks_TLC: np.ndarray, boxes_T3, width: int, height: int)
 
 @dataclasses.dataclass
 class PreparedClip:
-    start: int  # first frame of the track in the source video
+    start: int  # first frame of the track on the output timeline (the source's, unless re-timed)
     frames_THWC: np.ndarray  # uint8, cropped and resized
     landmarks: LandmarkTrack  # in crop coordinates
 
 
-def prepare_video(path: str, landmarker, settings: CropSettings) -> list[PreparedClip]:
+def _with_progress(frames, total: int, path: str):
+    from tqdm import tqdm
+
+    return tqdm(frames, total=total, unit="frame", desc=f"landmarks {os.path.basename(path)}")
+
+
+def prepare_video(
+    path: str, landmarker, settings: CropSettings, *, progress: bool = False
+) -> list[PreparedClip]:
     """The clips (one per face track) of one video; raises `BadVideoError` to skip it."""
-    probe = probe_video(path, min_frames=settings.min_frames)
+    # Preparation reads what training cannot: variable frame rates (re-timed below) and
+    # 10-bit video (decoded to 8-bit RGB, written as 8-bit H.264).
+    probe = probe_video(
+        path, min_frames=settings.min_frames, allow_vfr=True, allow_high_bit_depth=True
+    )
     landmarker.start(probe)
     points, found = [], []
-    for t, frame_HWC in enumerate(iterate_frames(probe)):  # Pass 1: landmarks.
+    frames = iterate_frames(probe)
+    if progress:
+        frames = _with_progress(frames, probe.num_frames, path)
+    for t, frame_HWC in enumerate(frames):  # Pass 1: landmarks.
         p = landmarker(t, frame_HWC)
         found.append(p is not None)
         points.append(p)
-    found_T = np.asarray(found, bool)
-    if not found_T.any():
+    if not any(found):
         raise BadVideoError(path, "no_face", f"no face in any of {probe.num_frames} frames")
+    # From here on, t indexes output frames; pick_T maps each to its source frame.
+    pick_T, fps = output_timeline(probe, settings.resample_fps)
+    num_out = len(pick_T)
+    found_T = np.asarray(found, bool)[pick_T]
     num_points = next(p for p in points if p is not None).shape[0]
-    landmarks_TLC = np.stack([p if p is not None else np.zeros((num_points, 3)) for p in points])
+    landmarks_TLC = np.stack(
+        [points[i] if points[i] is not None else np.zeros((num_points, 3)) for i in pick_T]
+    )
     tracks = face_tracks(found_T, settings.min_frames, settings.max_gap)
     if not tracks:
         raise BadVideoError(
@@ -192,16 +195,19 @@ def prepare_video(path: str, landmarker, settings: CropSettings) -> list[Prepare
             f"no face track of {settings.min_frames}+ frames ({found_T.sum()} frames with a face)",
         )
     landmarks_TLC = interpolate_gaps(landmarks_TLC.astype(np.float32), found_T)
-    boxes_T3 = np.zeros((probe.num_frames, 3))
+    boxes_T3 = np.zeros((num_out, 3))
     for a, b in tracks:
         boxes_T3[a:b] = smoothed_boxes(landmarks_TLC[a:b], probe.width, probe.height, settings)
     crops = {a: [] for a, _ in tracks}
-    owner_T = np.full(probe.num_frames, -1)
+    owner_T = np.full(num_out, -1)
     for a, b in tracks:
         owner_T[a:b] = a
-    for t, frame_HWC in enumerate(iterate_frames(probe)):  # Pass 2: crop, frame by frame.
-        if owner_T[t] >= 0:
-            crops[owner_T[t]].append(crop_frame(frame_HWC, boxes_T3[t], settings.size))
+    t = 0  # pick_T is non-decreasing: a source frame serves the output frames t.. in turn
+    for source, frame_HWC in enumerate(iterate_frames(probe)):  # Pass 2: crop, frame by frame.
+        while t < num_out and pick_T[t] == source:
+            if owner_T[t] >= 0:
+                crops[owner_T[t]].append(crop_frame(frame_HWC, boxes_T3[t], settings.size))
+            t += 1
     layout = landmarker.layout or "unknown"
     return [
         PreparedClip(
@@ -209,7 +215,7 @@ def prepare_video(path: str, landmarker, settings: CropSettings) -> list[Prepare
             frames_THWC=np.stack(crops[a]),
             landmarks=LandmarkTrack(
                 crop_landmarks(landmarks_TLC[a:b], boxes_T3[a:b], probe.width, probe.height),
-                probe.fps,
+                fps,
                 layout,
             ),
         )
@@ -217,7 +223,9 @@ def prepare_video(path: str, landmarker, settings: CropSettings) -> list[Prepare
     ]
 
 
-def driving_landmarks(path: str, settings: CropSettings, landmarker=None) -> LandmarkTrack:
+def driving_landmarks(
+    path: str, settings: CropSettings, landmarker=None, *, progress: bool = False
+) -> LandmarkTrack:
     """The landmark sequence of a driving video: its longest face track, in crop coordinates."""
-    clips = prepare_video(path, landmarker or MediaPipeFaceMesh(), settings)
+    clips = prepare_video(path, landmarker or FaceMeshLandmarker(), settings, progress=progress)
     return max(clips, key=lambda c: len(c.frames_THWC)).landmarks

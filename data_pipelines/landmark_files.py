@@ -54,6 +54,12 @@ def _check_track(where: str, landmarks_TLC: np.ndarray, fps: float, layout: str)
         raise ValueError(f"{where}: expected fps > 0, got {fps}")
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def save_landmarks(
     path: str | os.PathLike, landmarks_TLC: np.ndarray, fps: float, layout: str
 ) -> None:
@@ -72,6 +78,8 @@ def save_landmarks(
                 fps=np.float64(fps),
                 layout=np.str_(layout),
             )
+        # mkstemp makes 0600 files; a dataset is shared, so give it the usual umask mode.
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):

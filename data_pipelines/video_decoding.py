@@ -10,7 +10,8 @@ Every frame is identified by its presentation timestamp, never by counting: a fr
 not come out of the decoder, or comes out corrupt, raises `BadVideoError`, so a broken file
 never yields a wrong or duplicated frame in its place. Files we cannot train on (empty,
 unreadable, too short, variable frame rate, more than 8 bits per channel, an alpha channel)
-are rejected by the probe with a short reason key (`SKIP_REASONS`) for the caller's summary.
+are rejected by the probe with a short reason key (`SKIP_REASONS`) for the caller's summary;
+data preparation accepts variable frame rates and high bit depths (see `probe_video`).
 Rotation metadata is applied, grayscale becomes RGB, and odd sizes are fine.
 """
 
@@ -62,30 +63,43 @@ class VideoProbe:
     codec: str
     pts_T: np.ndarray  # int64 presentation timestamps, sorted, one per frame
     keyframe_T: np.ndarray  # bool, frame t starts a GOP (decoding can begin there)
+    time_base: float = 0.0  # seconds per pts tick
+    # Frame gaps differ (only when probed with allow_vfr); `fps` is then the average rate.
+    variable_frame_rate: bool = False
 
     @property
-    def duration_s(self) -> float:
-        return self.num_frames / self.fps
+    def times_s_T(self) -> np.ndarray:
+        """float64 [T] presentation time of each frame, seconds from the first."""
+        return (self.pts_T - self.pts_T[0]) * self.time_base
 
 
-def _check_pixel_format(path: str, pix_fmt: str) -> None:
+def _check_pixel_format(path: str, pix_fmt: str, allow_high_bit_depth: bool) -> None:
     fmt = av.VideoFormat(pix_fmt)
     if any(c.is_alpha for c in fmt.components):
         raise BadVideoError(path, "alpha_channel", f"pixel format {pix_fmt}; flatten it first")
     bits = max(c.bits for c in fmt.components)
-    if bits > 8:
+    if bits > 8 and not allow_high_bit_depth:
         raise BadVideoError(
             path, "high_bit_depth", f"pixel format {pix_fmt} has {bits} bits; expected 8"
         )
 
 
 def probe_video(
-    path: str | os.PathLike, *, min_frames: int = 1, verify: bool = False
+    path: str | os.PathLike,
+    *,
+    min_frames: int = 1,
+    verify: bool = False,
+    allow_vfr: bool = False,
+    allow_high_bit_depth: bool = False,
 ) -> VideoProbe:
     """Demuxes `path` (no decoding unless `verify`) and returns its probe.
 
     `verify=True` also decodes every frame once, so a corrupt frame in the middle is found now
     rather than when a clip asks for it. Raises `BadVideoError` for a file to skip.
+
+    Training reads constant-rate 8-bit video only (its clip times come from one fps).
+    Preparation passes `allow_vfr` (frames are then re-timed from `times_s_T`) and
+    `allow_high_bit_depth` (frames are converted to 8-bit RGB on decoding).
     """
     path = os.fspath(path)
     if os.path.getsize(path) == 0:
@@ -101,7 +115,7 @@ def probe_video(
         ctx = stream.codec_context
         if ctx.pix_fmt is None or not ctx.width or not ctx.height:
             raise BadVideoError(path, "unreadable", "the stream has no decodable picture size")
-        _check_pixel_format(path, ctx.pix_fmt)
+        _check_pixel_format(path, ctx.pix_fmt, allow_high_bit_depth)
         pts, keys, corrupt = [], [], []
         try:
             for packet in container.demux(stream):
@@ -135,7 +149,7 @@ def probe_video(
         keyframe_T = np.asarray(keys, bool)[order]
         if np.any(np.diff(pts_T) == 0):
             raise BadVideoError(path, "corrupt_frame", "two frames share a timestamp")
-        fps = _frame_rate(path, pts_T, stream)
+        fps, variable = _frame_rate(path, pts_T, stream, allow_vfr)
         rotation = _rotation(stream, container)
         width, height = ctx.width, ctx.height
     if rotation in (90, 270):
@@ -151,6 +165,8 @@ def probe_video(
         codec=ctx.name,
         pts_T=pts_T,
         keyframe_T=keyframe_T,
+        time_base=float(stream.time_base),
+        variable_frame_rate=variable,
     )
     if verify:
         for _ in iterate_frames(probe):
@@ -158,23 +174,25 @@ def probe_video(
     return probe
 
 
-def _frame_rate(path: str, pts_T: np.ndarray, stream) -> float:
+def _frame_rate(path: str, pts_T: np.ndarray, stream, allow_vfr: bool) -> tuple[float, bool]:
+    """(frames per second, whether the gaps vary); the average rate of a variable one."""
     if len(pts_T) < 2:
         rate = stream.average_rate or stream.guessed_rate
         if not rate:
             raise BadVideoError(path, "unreadable", "one frame and no frame rate in the header")
-        return float(rate)
+        return float(rate), False
     gaps = np.diff(pts_T).astype(np.float64)
     median = float(np.median(gaps))
     worst = float(np.abs(gaps - median).max())
-    if worst > max(1.0, _VFR_TOLERANCE * median):
+    variable = worst > max(1.0, _VFR_TOLERANCE * median)
+    if variable and not allow_vfr:
         raise BadVideoError(
             path,
             "variable_frame_rate",
             f"frame gaps from {gaps.min():g} to {gaps.max():g} ticks of {stream.time_base}",
         )
     seconds = float((pts_T[-1] - pts_T[0]) * stream.time_base)
-    return (len(pts_T) - 1) / seconds
+    return (len(pts_T) - 1) / seconds, variable
 
 
 def _rotation(stream, container) -> int:

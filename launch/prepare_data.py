@@ -5,13 +5,21 @@ r"""Prepare a folder of face videos for training: crop, resize, landmarks, in pa
 The input keeps its layout (`train/`, `test/`, identity folders) in the output. Each video
 becomes one clip per face track (`face_preparation`): `<name>.mp4` (H.264, square, short GOPs
 for fast random access) and `<name>.npz` landmarks; a video with several tracks gives
-`<name>_t<first frame>.mp4` for each. A rerun skips the videos already done (a marker per
-video under `<output>/.prepare/`), and the run ends with a summary: videos in, clips out,
-skipped and why (also written to `<output>/prepare_summary.json`).
+`<name>_t<first frame>.mp4` for each. Videos that share a stem in one folder (`clip.mp4`,
+`clip.webm`) keep their extension in the name (`clip.mp4.mp4`, `clip.webm.mp4`), so no output
+is written twice. Files are written atomically with the usual umask mode (group-readable). A
+rerun skips the videos already done (a marker per video under `<output>/.prepare/`), and the
+run ends with a summary: videos in, clips out, skipped and why (also written to
+`<output>/prepare_summary.json`).
 
-Landmarks come from MediaPipe FaceMesh (`--landmarks mediapipe`, the `[landmarks]` extra, in
-its own environment) or from landmark files already beside the videos (`--landmarks existing`).
-A driving video for reenactment:
+Variable-frame-rate video is kept: its frames are re-timed from their real timestamps to its
+average rate (`--resample_fps F` resamples every video to F fps instead). 10-bit video is
+decoded to 8 bits.
+
+Landmarks come from MediaPipe's FaceMesh model run with TF Lite in this environment
+(`--landmarks facemesh`; the model files are installed once by
+`python -m data_pipelines.face_models`) or from landmark files already beside the videos
+(`--landmarks existing`). A driving video for reenactment:
 
   python -m launch.prepare_data --driving driving.mp4 --output driving_landmarks.npz
 
@@ -28,21 +36,26 @@ import os
 import sys
 import tempfile
 
+from data_pipelines.face_landmarker import FaceMeshLandmarker
+from data_pipelines.face_models import missing_reason
 from data_pipelines.face_preparation import (
-    MISSING_MEDIAPIPE,
     CropSettings,
     ExistingLandmarks,
-    MediaPipeFaceMesh,
     driving_landmarks,
     prepare_video,
 )
-from data_pipelines.landmark_files import save_landmarks
+from data_pipelines.landmark_files import current_umask, save_landmarks
 from data_pipelines.video_decoding import SKIP_REASONS, BadVideoError
 from data_pipelines.video_files import find_videos
 from data_pipelines.video_writing import write_video
 
 _MARKERS = ".prepare"
-_LANDMARKERS = {"mediapipe": MediaPipeFaceMesh, "existing": ExistingLandmarks}
+# "mediapipe" is the former name of the same FaceMesh model, kept for existing scripts.
+_LANDMARKERS = {
+    "facemesh": FaceMeshLandmarker,
+    "mediapipe": FaceMeshLandmarker,
+    "existing": ExistingLandmarks,
+}
 _worker = {}  # Per-process landmarker, built once by `_init_worker`.
 
 
@@ -59,12 +72,38 @@ def _write_json(path: str, payload: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(payload, f)
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would hide it from the group
     os.replace(tmp, path)  # A marker exists only once everything it vouches for is written.
 
 
-def prepare_one(job: tuple[str, str, str, CropSettings]) -> dict:
+def output_keys(names: list[str]) -> dict[str, str]:
+    """Input name -> output name without extension, never the same for two inputs.
+
+    A stem shared by several inputs in one folder keeps each input's extension.
+    """
+    stems = collections.Counter(os.path.splitext(n)[0] for n in names)
+    keys = {n: (os.path.splitext(n)[0] if stems[os.path.splitext(n)[0]] == 1 else n) for n in names}
+    taken = collections.Counter(keys.values())
+    for name in names:  # "a.mp4" kept as "a.mp4" could still meet an input "a.mp4.avi"
+        if taken[keys[name]] > 1:
+            raise SystemExit(f"error: --input: {name} and another video map to {keys[name]}.mp4")
+    return keys
+
+
+def _write_clip_video(path: str, frames_THWC, fps: float) -> None:
+    """Writes beside the final name, then renames: readers never see a half-written video."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.mp4")
+    try:
+        write_video(tmp, frames_THWC, fps)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def prepare_one(job: tuple[str, str, str, str, CropSettings]) -> dict:
     """Prepares one video (in a worker process); returns what its marker records."""
-    input_dir, output, name, settings = job
+    input_dir, output, name, key, settings = job
     try:
         clips = prepare_video(os.path.join(input_dir, name), _worker["landmarker"], settings)
     except BadVideoError as e:
@@ -72,13 +111,13 @@ def prepare_one(job: tuple[str, str, str, CropSettings]) -> dict:
     except ValueError as e:  # A landmark file that does not fit its video: the user must fix it.
         return {"name": name, "clips": [], "error": str(e)}
     else:
-        stem = os.path.splitext(name)[0]
+        stem = key
         written = []
         for clip in clips:
             clip_name = stem if len(clips) == 1 else f"{stem}_t{clip.start:05d}"
             path = os.path.join(output, clip_name + ".mp4")
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            write_video(path, clip.frames_THWC, clip.landmarks.fps)
+            _write_clip_video(path, clip.frames_THWC, clip.landmarks.fps)
             track = clip.landmarks
             save_landmarks(
                 os.path.join(output, clip_name + ".npz"),
@@ -114,6 +153,7 @@ def prepare_folder(
 ) -> dict:
     """Prepares every video under `input_dir` not yet done; returns the run's summary."""
     names = find_videos(input_dir)
+    keys = output_keys(names)
     done, todo = [], []
     for name in names:
         marker = _marker_path(output, name)
@@ -121,14 +161,11 @@ def prepare_folder(
             with open(marker) as f:
                 done.append(json.load(f))
         else:
-            todo.append((input_dir, output, name, settings))
+            todo.append((input_dir, output, name, keys[name], settings))
     results = list(done)
     if todo:
-        if landmarks == "mediapipe":  # Fail once, here, rather than in every worker.
-            try:
-                import mediapipe  # noqa: F401
-            except ImportError:
-                raise SystemExit(f"error: {MISSING_MEDIAPIPE}") from None
+        if landmarks != "existing" and missing_reason():  # once, here, not in every worker
+            raise SystemExit(f"error: {missing_reason()}")
         if workers <= 1:
             _init_worker(landmarks)
             stream = map(prepare_one, todo)
@@ -183,17 +220,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smooth_frames", type=int, default=9, help="crop smoothing window")
     parser.add_argument("--min_frames", type=int, default=8, help="shortest face track kept")
     parser.add_argument("--max_gap", type=int, default=4, help="faceless frames bridged")
-    parser.add_argument("--landmarks", choices=sorted(_LANDMARKERS), default="mediapipe")
+    parser.add_argument("--landmarks", choices=sorted(_LANDMARKERS), default="facemesh")
+    parser.add_argument(
+        "--resample_fps",
+        type=float,
+        default=0.0,
+        help="output frame rate; 0 keeps constant-rate videos and re-times variable-rate ones "
+        "to their average rate, from the real timestamps",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tfds_dir", help="also build the face_videos ArrayRecord shards here")
     parser.add_argument("--tfds_config", default="s256", help="face_videos config (frame size)")
     args = parser.parse_args(argv)
+    if not args.resample_fps >= 0:
+        raise SystemExit(f"error: --resample_fps: expected >= 0, got {args.resample_fps}")
     settings = CropSettings(
-        args.size, args.margin, args.smooth_frames, args.min_frames, args.max_gap
+        args.size, args.margin, args.smooth_frames, args.min_frames, args.max_gap, args.resample_fps
     )
     if args.driving:
+        if args.landmarks != "existing" and missing_reason():
+            raise SystemExit(f"error: {missing_reason()}")
         try:
-            track = driving_landmarks(args.driving, settings, _LANDMARKERS[args.landmarks]())
+            landmarker = _LANDMARKERS[args.landmarks]()
+            track = driving_landmarks(args.driving, settings, landmarker, progress=True)
         except (BadVideoError, ImportError, ValueError) as e:
             raise SystemExit(f"error: {e}") from None
         save_landmarks(args.output, track.landmarks_TLC, track.fps, track.layout)

@@ -183,3 +183,17 @@ def face_videos(tmp_path_factory) -> types.SimpleNamespace:
         read_codes=read_codes,
         landmarks=fixture_landmarks,
     )
+
+
+@pytest.fixture(scope="session")
+def face_models() -> str:
+    """The face detector and FaceMesh files (data_pipelines.face_models): installed by the setup
+    step; installed here from the package index when missing, else the test is skipped."""
+    from data_pipelines import face_models as fm
+
+    if fm.missing_reason():
+        try:
+            fm.download_and_install()
+        except Exception as e:  # noqa: BLE001  (no index reachable: nothing to test with)
+            pytest.skip(f"face models not installed and not downloadable ({e})")
+    return fm.cache_dir()

@@ -1,6 +1,5 @@
-"""`python -m launch.prepare_data`: crops, landmarks, bad files, resume, MediaPipe when present."""
+"""`python -m launch.prepare_data`: crops, landmarks, bad files, resume, FaceMesh (TF Lite)."""
 
-import importlib.util
 import os
 import shutil
 
@@ -13,8 +12,6 @@ from data_pipelines.video_decoding import decode_frames, probe_video
 from data_pipelines.video_files import VideoFileSource
 from data_pipelines.video_writing import write_video
 from launch import prepare_data
-
-_HAS_MEDIAPIPE = importlib.util.find_spec("mediapipe") is not None
 
 
 def test_face_tracks_bridge_short_gaps_and_drop_short_runs():
@@ -45,23 +42,23 @@ def test_prepare_folder_counts_everything_and_resumes(face_videos, tmp_path):
     assert summary == {
         "videos_in": good + len(fx.bad_train),
         "resumed": 0,
-        "clips_out": good,
+        # The variable-frame-rate and the 10-bit video are prepared (re-timed; made 8-bit).
+        "clips_out": good + 2,
         "skipped": {
             "empty_file": 1,
             "unreadable": 2,
             "truncated": 1,
             "too_short": 1,
-            "variable_frame_rate": 1,
-            "high_bit_depth": 1,
             "alpha_channel": 1,
             "corrupt_frame": 1,
             "no_landmarks": 1,
         },
         "errors": [],
     }
-    assert "clips out 11, skipped 10 (empty_file 1," in prepare_data.format_summary(summary)
+    assert "clips out 13, skipped 8 (empty_file 1," in prepare_data.format_summary(summary)
     source = VideoFileSource(out, "train", image_size=32, min_frames=3, verify=True)
-    assert len(source) == len(fx.good_train) and not source.report.skipped
+    # Training reads all of them, the two prepared ones now constant-rate and 8-bit.
+    assert len(source) == len(fx.good_train) + 2 and not source.report.skipped
     # Landmarks are in crop coordinates: with no smoothing each frame's points span the
     # central 1 / (1 + margin) of the crop.
     track = load_landmarks(os.path.join(out, "train", "id00001", "clipA", "00001.npz"))
@@ -112,10 +109,10 @@ def test_mismatched_landmarks_are_an_error_naming_the_file(face_videos, tmp_path
     )
 
 
-@pytest.mark.skipif(_HAS_MEDIAPIPE, reason="MediaPipe is installed here")
-def test_missing_mediapipe_is_one_line(face_videos, tmp_path):
-    with pytest.raises(SystemExit, match=r"^error: landmarks: MediaPipe is not installed; .*"):
-        prepare_data.main(["--input", face_videos.root, "--output", str(tmp_path)])
+def test_missing_face_models_are_one_line(face_videos, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANCHORED_JAX_FACE_MODELS", str(tmp_path / "no_models"))
+    with pytest.raises(SystemExit, match=r"^error: landmarks: no face model .*; install them"):
+        prepare_data.main(["--input", face_videos.root, "--output", str(tmp_path / "out")])
 
 
 def _face_video(path, num_frames=30):
@@ -133,8 +130,7 @@ def _face_video(path, num_frames=30):
     return frames
 
 
-@pytest.mark.skipif(not _HAS_MEDIAPIPE, reason="needs the [landmarks] extra (mediapipe==0.10.14)")
-def test_mediapipe_landmarks_follow_a_real_face(face_videos, tmp_path):
+def test_facemesh_landmarks_follow_a_real_face(face_videos, face_models, tmp_path):
     from data_pipelines.face_preparation import MediaPipeFaceMesh, driving_landmarks, prepare_video
 
     src = tmp_path / "in" / "train"
@@ -155,6 +151,6 @@ def test_mediapipe_landmarks_follow_a_real_face(face_videos, tmp_path):
     # A video without a face is skipped as such.
     write_video(str(src / "noface.mp4"), face_videos.coded_frames(12, 64, 64, 0), 25.0)
     summary = prepare_data.prepare_folder(
-        str(tmp_path / "in"), str(tmp_path / "out"), settings, landmarks="mediapipe", workers=1
+        str(tmp_path / "in"), str(tmp_path / "out"), settings, landmarks="facemesh", workers=1
     )
     assert summary["clips_out"] == 1 and summary["skipped"] == {"no_face": 1}
