@@ -41,3 +41,40 @@ def test_missing_config_is_one_clear_error(capsys):
         cluster.main(["slurm", "--nodes", "2", "--out", "x.sbatch", "--", "--workdir", "w"])
     assert exit_info.value.code == 2
     assert "must include --config" in capsys.readouterr().err
+
+
+def test_local_runs_launch_train_for_flags_and_any_program_as_given():
+    args, rest = cluster.parse(["local", "--processes", "2", "--", *TRAIN])
+    assert args.processes == 2 and args.devices_per_process is None
+    assert cluster.local_command(rest)[1:] == ["-m", "launch.train", *TRAIN]
+    _, rest = cluster.parse(["local", "--processes", "3", "--", "python", "job.py", "--x"])
+    assert cluster.local_command(rest) == ["python", "job.py", "--x"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["local", "--processes", "0", "--", *TRAIN], "--processes: expected a positive count"),
+        (["local", "--processes", "2"], "local needs a command after `--`"),
+        (["local", "--processes", "2", "--", "--workdir", "w"], "must include --config"),
+        (["local", "--processes", "2", "--devices_per_process", "0", "--", *TRAIN],
+         "--devices_per_process: expected >= 1"),
+    ],
+)  # fmt: skip
+def test_bad_local_arguments_are_one_clear_error(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cluster.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_local_process_environment_names_the_job_and_its_devices():
+    from launch.local_processes import process_env
+
+    env = process_env(
+        1, 2, 4321, 4, base={"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --a"}
+    )
+    assert env["JAX_COORDINATOR_ADDRESS"] == "127.0.0.1:4321"
+    assert (env["JAX_NUM_PROCESSES"], env["JAX_PROCESS_ID"]) == ("2", "1")
+    assert env["XLA_FLAGS"] == "--a --xla_force_host_platform_device_count=4"
+    assert env["JAX_PLATFORMS"] == "cpu"
