@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m data_pipelines.face_models  # face detector + FaceMesh files, from the MediaPipe wheel
 	touch $(STAMP)
 
 setup: $(STAMP)
