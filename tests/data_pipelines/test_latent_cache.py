@@ -3,14 +3,26 @@
 import functools
 import pickle
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from anchored_jax.interop.diffusers_vae import load_diffusers_vae
-from anchored_jax.models.autoencoder_kl import IdentityAutoencoder, decode_frames, encode_frames
+from anchored_jax.models.autoencoder_kl import decode_frames, encode_frames
 from data_pipelines.latent_cache import LatentCacheSource, write_latent_cache
 from data_pipelines.sources import SyntheticFaceSource
 from tests.interop.vae_reference import config_dict, write_random_vae
+
+
+class PixelCodec(nnx.Module):
+    """Pixels behind the autoencoder's encode/decode interface: a cache that must round-trip."""
+
+    def encode(self, x_BHWC, key=None):
+        return x_BHWC.astype(jnp.float32)
+
+    def decode(self, latents_BhwC):
+        return latents_BhwC.astype(jnp.float32)
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +35,7 @@ def faces():
 
 def test_identity_cache_decodes_back_to_the_frames(faces, tmp_path):
     path = str(tmp_path / "pixels.array_record")
-    encode = functools.partial(encode_frames, IdentityAutoencoder())
+    encode = functools.partial(encode_frames, PixelCodec())
     assert write_latent_cache(faces, encode, path, batch_frames=2, progress=False) == len(faces)
     cache = LatentCacheSource(path)
     assert len(cache) == len(faces) and cache.image_size == 16
@@ -35,7 +47,7 @@ def test_identity_cache_decodes_back_to_the_frames(faces, tmp_path):
         np.testing.assert_array_equal(record.landmarks_TLC, original.landmarks_TLC)
         indices = np.array([4, 0, 2])
         decoded = np.asarray(
-            decode_frames(IdentityAutoencoder(), cache.read_frames(video_id, indices)[None])
+            decode_frames(PixelCodec(), cache.read_frames(video_id, indices)[None])
         )[0]
         frames = np.round((decoded + 1.0) * 127.5).astype(np.uint8)
         np.testing.assert_array_equal(frames, faces.read_frames(video_id, indices))
@@ -69,8 +81,6 @@ def test_bad_paths_and_indices_are_named(tmp_path, faces):
     with pytest.raises(FileNotFoundError, match="latent cache not found"):
         LatentCacheSource(str(tmp_path / "missing.array_record"))
     path = str(tmp_path / "c.array_record")
-    write_latent_cache(
-        faces, functools.partial(encode_frames, IdentityAutoencoder()), path, progress=False
-    )
+    write_latent_cache(faces, functools.partial(encode_frames, PixelCodec()), path, progress=False)
     with pytest.raises(IndexError, match=r"frame indices must lie in \[0, 5\)"):
         LatentCacheSource(path).read_frames(0, [5])
