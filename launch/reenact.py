@@ -78,7 +78,7 @@ def reenact(
     source: str | None = None,
     frames: int | None = None,
     fps: float = 25.0,
-    plan_kind: str = "contiguous",
+    plan_kind: str | None = None,
     settings: SamplerSettings | None = None,
     seed: int = 0,
     display: int = 128,
@@ -89,7 +89,8 @@ def reenact(
 ) -> dict:
     """Loads, reenacts and writes the videos; returns the written paths and timings.
 
-    settings: None = the run's `sampling` section (`reenactment.sampler_settings`).
+    settings: None = the run's `sampling` section (`reenactment.sampler_settings`);
+    plan_kind: None = `settings.plan`.
     """
     check_frames(frames)
     check_output_video(out)  # before any load: a bad path never costs a generation
@@ -168,8 +169,6 @@ def check_flags(FLAGS) -> dict:
         raise InputError("--checkpoint and --driving are required")
     check_frames(FLAGS.frames)
     check_output_video(FLAGS.out)
-    if FLAGS.plan is not None and FLAGS.plan not in PLAN_KINDS:
-        raise InputError(f"--plan: expected one of {list(PLAN_KINDS)}, got {FLAGS.plan!r}")
     for name, lowest in (("steps", 1), ("chunk_size", 1), ("display_size", 8), ("devices", 0)):
         value = getattr(FLAGS, name)
         if value is not None and value < lowest:
@@ -178,8 +177,9 @@ def check_flags(FLAGS) -> dict:
         raise InputError(f"--fps: expected > 0, got {FLAGS.fps}")
     identity_scale, landmark_scale = parse_guidance(FLAGS.guidance)
     overrides = dict(
-        method=FLAGS.method, anchor="known", known_anchor_mode=FLAGS.known_anchor_mode,
-        num_steps=FLAGS.steps, identity_scale=identity_scale, landmark_scale=landmark_scale,
+        plan=FLAGS.plan, method=FLAGS.method, anchor="known",
+        known_anchor_mode=FLAGS.known_anchor_mode, num_steps=FLAGS.steps,
+        identity_scale=identity_scale, landmark_scale=landmark_scale,
         chunk_size=FLAGS.chunk_size, max_anchor_gap_s=FLAGS.max_anchor_gap,
     )  # fmt: skip
     # The values themselves, checked by the settings' own rules before any load.
@@ -201,10 +201,9 @@ def main(argv):
         overrides = check_flags(FLAGS)
         model = load_sdit(FLAGS.checkpoint)
         settings = reenactment.sampler_settings(model.config, **overrides)
-        plan = FLAGS.plan or model.config.get("sampling", {}).get("plan", "contiguous")
         result = reenact(
             FLAGS.checkpoint, FLAGS.driving, FLAGS.out, source=FLAGS.source,
-            frames=FLAGS.frames, fps=FLAGS.fps, plan_kind=plan, settings=settings,
+            frames=FLAGS.frames, fps=FLAGS.fps, settings=settings,
             seed=FLAGS.seed, display=FLAGS.display_size, devices=FLAGS.devices, vae=FLAGS.vae,
             loaded=model,
         )  # fmt: skip

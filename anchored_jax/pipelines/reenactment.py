@@ -20,7 +20,6 @@ batch, whose memory grows with the length.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 
 import jax
@@ -31,7 +30,7 @@ from anchored_jax.pipelines.checkpoints import LoadedModel
 from anchored_jax.sampling.frame_codec import FrameCodec, frame_codec
 from anchored_jax.sampling.sampler_settings import SamplerSettings
 from anchored_jax.sampling.segment_plan import SegmentPlan, plan_segments
-from anchored_jax.sampling.video_generation import generate_video, sampler_mesh, training_window_s
+from anchored_jax.sampling.video_generation import generate_video, sampler_mesh
 
 # A streaming window holds this many chunks of segments (`settings.chunk_size` each, per
 # device): large enough that the default lengths run as one batch, small enough that a window
@@ -40,17 +39,9 @@ WINDOW_CHUNKS = 8
 
 
 def sampler_settings(config, **overrides) -> SamplerSettings:
-    """The run's sampler settings with the given overrides (None = the run's own value).
-
-    `max_anchor_gap_s < 0` ("auto") resolves to the run's training window.
-    """
-    names = {f.name for f in dataclasses.fields(SamplerSettings)}
-    section = config.get("sampling", None)
-    values = {k: v for k, v in (section.items() if section is not None else []) if k in names}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if values.get("max_anchor_gap_s", 0.0) < 0:
-        values["max_anchor_gap_s"] = training_window_s(config)
-    return SamplerSettings(**values)
+    """The run's sampler settings (its `sampling` section) with the given overrides; an
+    override of None keeps the run's value, and "auto" values resolve for this run."""
+    return SamplerSettings.from_config(config, **overrides)
 
 
 def model_codec(config, vae: str = "") -> FrameCodec:
@@ -107,7 +98,7 @@ def stream_reenactment(
     *,
     fps: float,
     settings: SamplerSettings,
-    plan_kind: str = "contiguous",
+    plan_kind: str | None = None,
     seed: int = 0,
     devices: int = 0,
     codec: FrameCodec | None = None,
@@ -117,6 +108,7 @@ def stream_reenactment(
     """Yields the reenacted video `[n, H, W, 3]` in [-1, 1], window after window, in time
     order; together the windows are the T frames of `landmarks_TLC`.
 
+    plan_kind: how frames are split into segments; None = `settings.plan`.
     window_segments: segments per window; 0 = `WINDOW_CHUNKS` chunks per device.
     progress: called once per finished solver step (or autoregressive segment) of each window.
     """
@@ -125,7 +117,7 @@ def stream_reenactment(
     if T < 2:
         raise ValueError(f"--frames: expected at least 2 frames, got {T}")
     codec = codec or model_codec(config)
-    plan = plan_segments(T, config.data.clip_frames, 0, plan_kind, seed=seed)
+    plan = plan_segments(T, config.data.clip_frames, 0, plan_kind or settings.plan, seed=seed)
     mesh = sampler_mesh(devices, plan.num_segments)
     per_window = window_segments or settings.chunk_size * WINDOW_CHUNKS * (
         1 if mesh is None else mesh.size
@@ -153,10 +145,10 @@ def stream_reenactment(
 
 
 def num_windows(model: LoadedModel, num_frames: int, settings: SamplerSettings, *,
-                plan_kind: str = "contiguous", devices: int = 0,
+                plan_kind: str | None = None, devices: int = 0,
                 window_segments: int = 0) -> int:  # fmt: skip
     """How many windows `stream_reenactment` runs (for a progress bar's total)."""
-    plan = plan_segments(num_frames, model.config.data.clip_frames, 0, plan_kind)
+    plan = plan_segments(num_frames, model.config.data.clip_frames, 0, plan_kind or settings.plan)
     mesh = sampler_mesh(devices, plan.num_segments)
     per_window = window_segments or settings.chunk_size * WINDOW_CHUNKS * (
         1 if mesh is None else mesh.size
