@@ -2,6 +2,7 @@ r"""Benchmarks, each printing a table. The first argument picks one (default: tr
 
   python -m launch.benchmark --config configs/sdit.py:tiny          # the sDiT train step
   python -m launch.benchmark train --config configs/sdit.py:S --batch_size 2
+  python -m launch.benchmark reenact_memory --checkpoint runs/sdit_tiny --frames 500,20000
 
 Each benchmark lives in its own `launch/bench_<name>.py` module with an absl `main`.
 """
@@ -12,7 +13,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-BENCHMARKS = ("train", "data", "sampler", "memory", "scaling", "cpu")
+BENCHMARKS = ("train", "data", "sampler", "memory", "scaling", "cpu", "reenact_memory")
 
 
 def main() -> None:
