@@ -132,15 +132,10 @@ def load_diffusers_vae(directory: str) -> AutoencoderKL:
     return vae
 
 
-def save_diffusers_vae(vae: AutoencoderKL, directory: str) -> None:
-    """Writes `vae` as a diffusers directory (config.json + safetensors), e.g. to share it."""
-    from safetensors.numpy import save_file
+def load_run_vae(config, vae_dir: str = "") -> AutoencoderKL | None:
+    """The autoencoder a run's frames go through: `vae_dir`, else the run's `data.vae`.
 
-    os.makedirs(directory, exist_ok=True)
-    tensors = {
-        diffusers_key(path): np.ascontiguousarray(to_torch_layout(np.asarray(var[...])))
-        for path, var in nnx.to_flat_state(nnx.state(vae, nnx.Param))
-    }
-    save_file(tensors, os.path.join(directory, WEIGHT_NAMES[0]))
-    with open(os.path.join(directory, "config.json"), "w") as f:
-        json.dump(diffusers_config(vae.config), f, indent=2)
+    None when neither names one (a pixel model, or a latent run with no decoder given).
+    """
+    vae_dir = vae_dir or config.data.get("vae", "")
+    return load_diffusers_vae(vae_dir) if vae_dir else None

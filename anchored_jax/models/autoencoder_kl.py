@@ -339,26 +339,6 @@ class AutoencoderKL(nnx.Module):
         return self.decoder(z)
 
 
-class IdentityAutoencoder(nnx.Module):
-    """The pixel space of tiny configs behind the same encode/decode interface."""
-
-    def __init__(self, channels: int = 3):
-        self.config = AutoencoderKLConfig(
-            in_channels=channels,
-            out_channels=channels,
-            block_out_channels=(channels,),
-            latent_channels=channels,
-            norm_num_groups=1,
-            scaling_factor=1.0,
-        )
-
-    def encode(self, x_BHWC: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        return x_BHWC.astype(jnp.float32)
-
-    def decode(self, latents_BhwC: jax.Array) -> jax.Array:
-        return latents_BhwC.astype(jnp.float32)
-
-
 # Both jitted entry points fold the frame axis into the batch: a clip `[B, K, H, W, C]` is
 # B*K independent images to the autoencoder.
 @nnx.jit

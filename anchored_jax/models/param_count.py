@@ -32,8 +32,3 @@ def count_params(model_or_state, exclude_conditioning: bool = False) -> int:
 def abstract_sdit(config: SDiTConfig) -> SDiT:
     """An SDiT with shapes only: no memory allocated, any size."""
     return nnx.eval_shape(lambda: SDiT(config, rngs=nnx.Rngs(0)))
-
-
-def trunk_param_count(config: SDiTConfig) -> int:
-    """Parameters of the DiT trunk: patch embed, timestep embedder, blocks, final layer."""
-    return count_params(abstract_sdit(config), exclude_conditioning=True)

@@ -80,3 +80,22 @@ def build_mesh(mesh_config: ml_collections.ConfigDict, devices: Sequence | None 
 def data_parallel_size(mesh: Mesh) -> int:
     """How many ways the batch is split: the product of the data and fsdp axes."""
     return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def sampler_mesh(num_devices: int, num_segments: int) -> Mesh | None:
+    """A one-axis `data` mesh over the first local devices a sampler's segments can use.
+
+    num_devices: how many local devices to split segments over; 0 or -1 means all (as
+      `mesh.num_devices = -1` does for training). Never more than there are segments; None
+      when that leaves one device.
+    """
+    local = jax.local_devices()
+    if not -1 <= num_devices <= len(local):
+        raise MeshError(
+            f"mesh.num_devices: expected -1 or 0 (all) to {len(local)} local devices, "
+            f"got {num_devices}"
+        )
+    n = min(num_devices if num_devices > 0 else len(local), num_segments)
+    if n <= 1:
+        return None
+    return Mesh(np.asarray(local[:n]), ("data",), axis_types=(AxisType.Auto,))

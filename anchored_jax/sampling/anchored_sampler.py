@@ -1,31 +1,22 @@
 """The anchored sampler: S segments that share one anchor frame, denoised in one XLA loop.
 
-`denoise_segments` is a pure function meant to sit inside `jax.jit`. One `lax.scan` walks the
-solver's timesteps; inside each step a second `lax.scan` walks chunks of `chunk_size`
-segments, so the model runs on a bounded batch however long the video is, while every chunk
-sees the same anchor value. After each step the anchor slot (slot 0) is rewritten:
+`denoise_segments` is a pure function meant to sit inside `jax.jit`. The shared stepper
+(`diffusion.reverse_step.reverse_scan`) walks the solver's timesteps; each step is three
+parts, each in its own module:
 
-- generated anchor, shared (`anchored`): the mean of its new value over the valid segments,
-  written back to every segment, so the anchor follows one trajectory and its final value is
-  the same array in every segment (bit-identical). With DDPM or DDIM eta > 0 every segment's
-  anchor slot gets the same step noise, so the mean is the mean of the predicted means plus
-  one noise draw of the step's full variance;
-- known anchor, `clean`: the source image itself, fed at per-frame t=0 on every step;
-- known anchor, `renoise`: the source re-noised to the step's t with one fixed noise draw
-  (the anchor's own deterministic DDIM path), ending exactly on the source;
-- `independent`: left alone, so each segment generates its own slot 0 (no sharing, and no
-  source frame in the segments; the source still conditions the identity).
+- the chunk step (`segment_chunks.denoise_chunks`): a `lax.scan` over chunks of
+  `chunk_size` segments, so the model runs on a bounded batch however long the video is;
+- the anchor update (`anchor_update`): slot 0 held as the known source (clean or re-noised),
+  averaged across segments (a shared generated anchor), or left alone (`independent`);
+- the `shard_map` wrapper (`_on_mesh`): on a mesh, segments are split over the devices, each
+  runs the same step loop over its own chunks, and the anchor mean becomes a `psum`, so the
+  only cross-device traffic is one `[H, W, C]` all-reduce per step.
 
 All randomness comes from one key: the initial noise is drawn by the caller, and step i draws
 segment s's noise from `fold_in(split(key, num_steps)[i], s)`, so the output depends neither
 on the chunk size nor on how segments are split over devices (up to float rounding of
-different batch shapes).
-
-On a mesh (`mesh=`), the segments are split over the devices with `shard_map`: each device
-runs the same step loop over its own chunks and the anchor mean becomes a `psum`, so the
-only cross-device traffic is one `[H, W, C]` all-reduce per step. `autoregressive_segments`
-runs the baseline that conditions segment s on the last frame of segment s-1: a `lax.scan`
-over segments around the same step loop.
+different batch shapes). `autoregressive_segments` runs the baseline that conditions segment
+s on the last frame of segment s-1: a `lax.scan` over segments around the same step loop.
 """
 
 from __future__ import annotations
@@ -38,17 +29,27 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec
 
-from anchored_jax.diffusion.samplers import ddim_step, ddpm_step, timestep_spacing
-from anchored_jax.diffusion.schedules import Schedule, q_sample
+from anchored_jax.diffusion.reverse_step import Solver, hold_known_times, reverse_scan
+from anchored_jax.diffusion.schedules import Schedule
+from anchored_jax.sampling.anchor_update import (
+    AnchorRule,
+    known_anchor_at,
+    set_anchor,
+    step_noise,
+    update_anchor,
+)
 from anchored_jax.sampling.sampler_settings import SamplerSettings
+from anchored_jax.sampling.segment_chunks import (  # noqa: F401 (chunk_layout: callers)
+    SegmentDenoiseFn,
+    chunk_layout,
+    denoise_chunks,
+    from_chunks,
+    pad_segments,
+    to_chunks,
+)
 
-# denoise_fn(x_CKHWC, t_CK, cond_C) -> model output shaped like x (epsilon, v or x0); cond_C
-# is any pytree whose leaves have the chunk's segments as their leading axis.
-SegmentDenoiseFn = Callable[[jax.Array, jax.Array, Any], jax.Array]
 # progress_fn(step_index) is called from inside the loop (through a host callback).
 ProgressFn = Callable[[int], None]
-# fold_in id of a step's shared-anchor noise draw, above any segment id.
-SHARED_ANCHOR_ID = 2**32 - 1
 
 
 @dataclasses.dataclass
@@ -63,30 +64,77 @@ class ProgressRelay:
             self.callback(index)
 
 
-def chunk_layout(num_segments: int, chunk_size: int) -> tuple[int, int]:
-    """(number of chunks N, segments per chunk C) with N*C >= S and the least padding."""
-    n_chunks = -(-num_segments // min(chunk_size, num_segments))
-    per_chunk = -(-num_segments // n_chunks)
-    return n_chunks, per_chunk
+def solver_of(settings: SamplerSettings, prediction: str) -> Solver:
+    """The reverse-chain solver a sampler setting asks for."""
+    return Solver(prediction, settings.num_steps, settings.sampler, settings.eta, settings.clip_x0)
 
 
-def _pad_segments(tree: Any, padded: int) -> Any:
-    def pad(x):
-        extra = padded - x.shape[0]
-        if extra == 0:
-            return x
-        # Edge padding keeps the padded segments' inputs finite and in-distribution.
-        return jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)], axis=0)
+def _segment_loop(
+    denoise_fn: SegmentDenoiseFn,
+    schedule: Schedule,
+    solver: Solver,
+    rule: AnchorRule,
+    n_chunks: int,
+    axes: tuple[str, ...],
+    progress_fn: ProgressFn | None,
+    x_SKHWC: jax.Array,
+    cond_S: Any,
+    weight_S: jax.Array,
+    ids_S: jax.Array,
+    source_HWC: jax.Array | None,
+    anchor_eps_HWC: jax.Array | None,
+    step_keys: jax.Array,
+) -> jax.Array:
+    """The step loop over one device's segments (all of them without a mesh)."""
+    K = x_SKHWC.shape[1]
+    per_chunk = x_SKHWC.shape[0] // n_chunks
+    cond_NC = to_chunks(cond_S, n_chunks)
+    shard = jax.lax.axis_index(axes) if axes else 0
+    slot0_K = jnp.arange(K) == 0
 
-    return jax.tree.map(pad, tree)
+    def anchor_at(t):
+        return known_anchor_at(rule, schedule, source_HWC, anchor_eps_HWC, t)
+
+    def step(x_SKHWC, index, t, t_prev, step_key):
+        t_K = jnp.full((K,), t, jnp.int32)
+        t_prev_K = jnp.full((K,), t_prev, jnp.int32)
+        if rule.held_clean:
+            t_K, t_prev_K = hold_known_times(t_K, t_prev_K, slot0_K)
+        if rule.known:
+            x_SKHWC = set_anchor(x_SKHWC, anchor_at(t))
+        t_CK = jnp.broadcast_to(t_K, (per_chunk, K))
+        t_prev_CK = jnp.broadcast_to(t_prev_K, (per_chunk, K))
+        noise_NC = None
+        if solver.needs_noise:
+            noise_NC = to_chunks(step_noise(rule, step_key, ids_S, x_SKHWC.shape), n_chunks)
+        x_prev_NC = denoise_chunks(
+            denoise_fn, solver, schedule, to_chunks(x_SKHWC, n_chunks), cond_NC, t_CK,
+            t_prev_CK, noise_NC,
+        )  # fmt: skip
+        x_prev_SKHWC = update_anchor(
+            rule, from_chunks(x_prev_NC), anchor_at(t_prev) if rule.known else None,
+            weight_S, axes,
+        )  # fmt: skip
+        if progress_fn is not None:
+            # Every shard runs this loop; only the first reports.
+            jax.debug.callback(
+                lambda i, d: progress_fn(int(i)) if int(d) == 0 else None, index, shard
+            )
+        return x_prev_SKHWC
+
+    return reverse_scan(step, x_SKHWC, schedule, solver.num_steps, step_keys)
 
 
-def _to_chunks(tree: Any, n_chunks: int) -> Any:
-    return jax.tree.map(lambda x: x.reshape((n_chunks, -1) + x.shape[1:]), tree)
+def _on_mesh(local_loop: Callable, mesh: Mesh | None, *sharded: Any) -> jax.Array:
+    """Runs `local_loop(*sharded)` on the segments split over every axis of `mesh`.
 
-
-def _from_chunks(x: jax.Array) -> jax.Array:
-    return x.reshape((-1,) + x.shape[2:])
+    Whatever `local_loop` closes over is replicated; without a mesh it runs as it is.
+    """
+    if mesh is None:
+        return local_loop(*sharded)
+    spec = PartitionSpec(tuple(mesh.axis_names))
+    specs = tuple(spec for _ in sharded)
+    return jax.shard_map(local_loop, mesh=mesh, in_specs=specs, out_specs=spec)(*sharded)
 
 
 def denoise_segments(
@@ -123,122 +171,37 @@ def denoise_segments(
     """
     if settings.method == "autoregressive":
         raise ValueError("sampling.method: use autoregressive_segments for 'autoregressive'")
-    share = settings.method == "anchored"
-    # `independent` has no shared anchor of any kind: every segment generates its own slot 0.
-    known = share and settings.anchor == "known"
-    if known and source_HWC is None:
+    rule = AnchorRule.from_settings(settings)
+    if rule.known and source_HWC is None:
         raise ValueError("sampling.anchor: a known anchor needs source_HWC")
-    S, K = noise_SKHWC.shape[:2]
-    renoise = known and settings.known_anchor_mode == "renoise"
+    solver = solver_of(settings, prediction)
+    S = noise_SKHWC.shape[0]
     shards = 1 if mesh is None else mesh.size
     n_chunks, per_chunk = chunk_layout(-(-S // shards), settings.chunk_size)
     padded = shards * n_chunks * per_chunk
 
-    x_SKHWC = _pad_segments(noise_SKHWC.astype(jnp.float32), padded)
-    cond_S = _pad_segments(cond_S, padded)
+    x_SKHWC = pad_segments(noise_SKHWC.astype(jnp.float32), padded)
+    cond_S = pad_segments(cond_S, padded)
     valid_S = jnp.zeros((padded,), bool).at[:S].set(jnp.asarray(segment_valid_S, bool))
     # Anchor-mean weights, normalised over every device's segments before the split.
     weight_S = valid_S.astype(jnp.float32) / jnp.maximum(jnp.sum(valid_S), 1)
     # Global segment ids seed the per-segment noise, so any split draws the same numbers.
     ids_S = jnp.arange(padded, dtype=jnp.uint32)
-    slot0_K = jnp.arange(K) == 0
-    needs_noise = settings.sampler == "ddpm" or settings.eta != 0.0
     anchor_key, loop_key = jax.random.split(key)
-    if known:
+    anchor_eps_HWC = None
+    if rule.known:
         source_HWC = jnp.asarray(source_HWC, jnp.float32)
         anchor_eps_HWC = jax.random.normal(anchor_key, source_HWC.shape, jnp.float32)
+    step_keys = jax.random.split(loop_key, settings.num_steps)
     axes = () if mesh is None else tuple(mesh.axis_names)
 
-    def known_anchor_at(t: jax.Array) -> jax.Array:
-        if not renoise:
-            return source_HWC
-        noisy = q_sample(schedule, source_HWC, jnp.maximum(t, 0), anchor_eps_HWC)
-        return jnp.where(t < 0, source_HWC, noisy)
-
-    def set_anchor(x_SKHWC: jax.Array, anchor_HWC: jax.Array) -> jax.Array:
-        return x_SKHWC.at[:, 0].set(jnp.broadcast_to(anchor_HWC, x_SKHWC[:, 0].shape))
-
-    t_steps = timestep_spacing(schedule.num_timesteps, settings.num_steps)
-    t_prev_steps = jnp.concatenate([t_steps[1:], jnp.full((1,), -1, jnp.int32)])
-    step_keys = jax.random.split(loop_key, settings.num_steps)
-
     def local_loop(x_SKHWC, cond_S, weight_S, ids_S):
-        """The step loop over this device's segments (all of them without a mesh)."""
-        cond_NC = _to_chunks(cond_S, n_chunks)
-        shard = jax.lax.axis_index(axes) if axes else 0
+        return _segment_loop(
+            denoise_fn, schedule, solver, rule, n_chunks, axes, progress_fn, x_SKHWC, cond_S,
+            weight_S, ids_S, source_HWC, anchor_eps_HWC, step_keys,
+        )  # fmt: skip
 
-        def segment_noise(step_key):
-            def draw(i):
-                return jax.random.normal(jax.random.fold_in(step_key, i), x_SKHWC.shape[1:])
-
-            noise_SKHWC = jax.vmap(draw)(ids_S)
-            if share:
-                # One draw for the shared anchor slot: the mean over segments then keeps its
-                # full variance (the mean of S independent draws would shrink it by sqrt(S)).
-                anchor_HWC = jax.random.normal(
-                    jax.random.fold_in(step_key, SHARED_ANCHOR_ID), x_SKHWC.shape[2:]
-                )
-                noise_SKHWC = noise_SKHWC.at[:, 0].set(anchor_HWC)
-            return _to_chunks(noise_SKHWC, n_chunks)
-
-        def step(x_SKHWC, per_step):
-            index, t, t_prev, step_key = per_step
-            t_K = jnp.full((K,), t, jnp.int32)
-            t_prev_K = jnp.full((K,), t_prev, jnp.int32)
-            if known and not renoise:
-                # The clean source is context: t=0 in, and its own step lands on x0 (t_prev=-1).
-                t_K = jnp.where(slot0_K, 0, t_K)
-                t_prev_K = jnp.where(slot0_K, -1, t_prev_K)
-            if known:
-                x_SKHWC = set_anchor(x_SKHWC, known_anchor_at(t))
-            t_CK = jnp.broadcast_to(t_K, (per_chunk, K))
-            t_prev_CK = jnp.broadcast_to(t_prev_K, (per_chunk, K))
-            noise_NC = segment_noise(step_key) if needs_noise else None
-
-            def chunk_step(_, chunk):
-                x_CKHWC, cond_C, noise_C = chunk
-                out = denoise_fn(x_CKHWC, t_CK, cond_C).astype(jnp.float32)
-                if settings.sampler == "ddim":
-                    x_prev = ddim_step(
-                        prediction, schedule, x_CKHWC, t_CK, t_prev_CK, out,
-                        settings.eta, noise_C, settings.clip_x0,
-                    )  # fmt: skip
-                else:
-                    x_prev = ddpm_step(
-                        prediction, schedule, x_CKHWC, t_CK, out, noise_C, t_prev_CK,
-                        settings.clip_x0,
-                    )  # fmt: skip
-                return None, x_prev
-
-            _, x_prev_NC = jax.lax.scan(
-                chunk_step, None, (_to_chunks(x_SKHWC, n_chunks), cond_NC, noise_NC)
-            )
-            x_prev_SKHWC = _from_chunks(x_prev_NC)
-            if known:
-                x_prev_SKHWC = set_anchor(x_prev_SKHWC, known_anchor_at(t_prev))
-            elif share:
-                anchor_HWC = jnp.tensordot(weight_S, x_prev_SKHWC[:, 0], axes=1)
-                if axes:
-                    anchor_HWC = jax.lax.psum(anchor_HWC, axes)  # the same sum on every device
-                x_prev_SKHWC = set_anchor(x_prev_SKHWC, anchor_HWC)
-            if progress_fn is not None:
-                # Every shard runs this loop; only the first reports.
-                jax.debug.callback(
-                    lambda i, d: progress_fn(int(i)) if int(d) == 0 else None, index, shard
-                )
-            return x_prev_SKHWC, None
-
-        indices = jnp.arange(settings.num_steps)
-        x0_SKHWC, _ = jax.lax.scan(step, x_SKHWC, (indices, t_steps, t_prev_steps, step_keys))
-        return x0_SKHWC
-
-    if mesh is None:
-        x0_SKHWC = local_loop(x_SKHWC, cond_S, weight_S, ids_S)
-    else:
-        spec = PartitionSpec(axes)
-        x0_SKHWC = jax.shard_map(
-            local_loop, mesh=mesh, in_specs=(spec, spec, spec, spec), out_specs=spec
-        )(x_SKHWC, cond_S, weight_S, ids_S)
+    x0_SKHWC = _on_mesh(local_loop, mesh, x_SKHWC, cond_S, weight_S, ids_S)
     return x0_SKHWC[:S]
 
 

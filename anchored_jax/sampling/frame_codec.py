@@ -3,8 +3,8 @@
 A pixel model (3 input channels) denoises pixels in [-1, 1]: the codec is the identity. A
 latent model denoises the scaled latents of a KL autoencoder; its codec encodes pixels with
 that autoencoder (the posterior mean, as the latent cache does) and decodes generated latents
-back to pixels. The autoencoder is a diffusers folder, given by the caller or by the run's
-`data.vae`.
+back to pixels. The caller loads the autoencoder (`interop.diffusers_vae.load_run_vae`, from
+the run's `data.vae` or a folder it names) and passes it in, so sampling never reads weights.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from collections.abc import Callable
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+
+from anchored_jax.models.autoencoder_kl import AutoencoderKL, decode_frames, encode_frames
 
 Frames = Callable[[np.ndarray], np.ndarray]  # [..., H, W, C] -> [..., H', W', C']
 
@@ -41,21 +43,24 @@ def _over_frames(fn, vae) -> Frames:
     return apply
 
 
-def frame_codec(config: ml_collections.ConfigDict, vae_dir: str = "") -> FrameCodec | None:
+def frame_codec(
+    config: ml_collections.ConfigDict, vae: AutoencoderKL | None = None
+) -> FrameCodec | None:
     """The codec of a run's model; None for a latent model with no autoencoder to decode it.
 
-    vae_dir: a diffusers `AutoencoderKL` folder; "" falls back to the config's `data.vae`.
+    vae: the loaded autoencoder of a latent model (`interop.diffusers_vae.load_run_vae`
+      reads the run's `data.vae` or a folder the caller names); None for a pixel model.
     """
-    vae_dir = vae_dir or config.data.get("vae", "")
-    if not vae_dir:
+    if isinstance(vae, str):
+        raise TypeError(
+            "frame_codec: expected a loaded autoencoder (interop.diffusers_vae.load_run_vae), "
+            f"got the path {vae!r}"
+        )
+    if vae is None:
         return FrameCodec(_identity, _identity) if config.model.in_channels == 3 else None
-    from anchored_jax.interop.diffusers_vae import load_diffusers_vae
-    from anchored_jax.models.autoencoder_kl import decode_frames, encode_frames
-
-    vae = load_diffusers_vae(vae_dir)
     if vae.config.latent_channels != config.model.in_channels:
         raise ValueError(
-            f"data.vae: {vae_dir} decodes {vae.config.latent_channels}-channel latents, the "
-            f"model has model.in_channels={config.model.in_channels}"
+            f"data.vae: the autoencoder decodes {vae.config.latent_channels}-channel latents, "
+            f"the model has model.in_channels={config.model.in_channels}"
         )
     return FrameCodec(_over_frames(encode_frames, vae), _over_frames(decode_frames, vae))

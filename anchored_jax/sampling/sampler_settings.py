@@ -14,7 +14,7 @@ import dataclasses
 import math
 from typing import Any
 
-from anchored_jax.sampling.denoise_loop import SAMPLER_KINDS
+from anchored_jax.diffusion.reverse_step import SAMPLER_KINDS
 from anchored_jax.sampling.segment_plan import PLAN_KINDS
 
 # anchored: one shared anchor, averaged (generated) or held (known) across all segments;

@@ -19,8 +19,8 @@ from flax import nnx
 
 from anchored_jax.diffusion.guidance import guided_output
 from anchored_jax.models.sdit import SDiT
-from anchored_jax.sampling.anchored_sampler import SegmentDenoiseFn
 from anchored_jax.sampling.sampler_settings import SamplerSettings
+from anchored_jax.sampling.segment_chunks import SegmentDenoiseFn
 
 COND_KEYS = ("times_SK", "landmarks_SKLC", "frame_mask_SK")
 

@@ -61,16 +61,6 @@ class SegmentPlan:
             valid = np.ones_like(valid)
         return valid
 
-    def relative_times_SK(self, frame_times_T: np.ndarray) -> np.ndarray:
-        """Each slot's time in seconds relative to the anchor's time (float32 [S, K])."""
-        frame_times_T = np.asarray(frame_times_T, np.float64)
-        if frame_times_T.shape != (self.num_frames,):
-            raise ValueError(
-                f"frame_times_T: expected shape ({self.num_frames},), got {frame_times_T.shape}"
-            )
-        rel = frame_times_T[self.frame_index_SK] - frame_times_T[self.anchor]
-        return rel.astype(np.float32)
-
     def scatter(self, segments_SK: np.ndarray, anchor_value: np.ndarray) -> np.ndarray:
         """Puts the owned slots of `segments_SK[S, K, ...]` back in time order: `[T, ...]`.
 

@@ -6,9 +6,9 @@ of `settings` as one compiled XLA computation, and scatters the owned slots back
 `[T, H, W, C]` video. Compiled samplers are cached per (graph, settings, mesh, shapes), so
 editing runs that reuse the same noise and anchor with new conditions do not recompile.
 
-With a mesh (`sampler_mesh`), the anchored and independent methods split the segments over
-its devices and replicate the parameters; the autoregressive baseline is sequential over
-segments by definition and runs on one device.
+With a mesh (`parallel.mesh.sampler_mesh`), the anchored and independent methods split the
+segments over its devices and replicate the parameters; the autoregressive baseline is
+sequential over segments by definition and runs on one device.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import nnx
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from anchored_jax.diffusion.schedules import Schedule
+from anchored_jax.parallel.mesh import sampler_mesh  # noqa: F401 (launchers import it here)
 from anchored_jax.sampling.anchored_sampler import (
     ProgressRelay,
     autoregressive_segments,
@@ -127,21 +128,6 @@ def compress_anchor_gaps(times_SK: np.ndarray, max_gap_s: float) -> np.ndarray:
     return out
 
 
-def sampler_mesh(num_devices: int, num_segments: int) -> Mesh | None:
-    """A one-axis `data` mesh over the first local devices the segments can use.
-
-    num_devices: how many devices to split segments over; 0 means all local devices. Never
-      more than there are segments; None when that leaves one device.
-    """
-    local = jax.local_devices()
-    if not 0 <= num_devices <= len(local):
-        raise ValueError(f"--devices: expected 0 (all) to {len(local)}, got {num_devices}")
-    n = min(num_devices or len(local), num_segments)
-    if n <= 1:
-        return None
-    return Mesh(np.asarray(local[:n]), ("data",), axis_types=(AxisType.Auto,))
-
-
 @functools.lru_cache(maxsize=32)
 def compiled_video_sampler(
     graphdef: nnx.GraphDef,
@@ -223,7 +209,7 @@ def sampler_call(
 ):
     """The compiled sampler, its progress relay and its arguments (see `generate_video`)."""
     if settings.anchor == "known" and settings.method != "independent" and source_HWC is None:
-        raise ValueError("--source: a known-anchor run needs a source image")
+        raise ValueError("sampling.anchor: a known anchor needs a source image")
     ar = settings.method == "autoregressive"
     inputs = gather_segment_inputs(
         plan, landmarks_TLC, frame_times_T, autoregressive=ar,

@@ -20,6 +20,7 @@ from flax import nnx
 from PIL import Image
 
 from anchored_jax.diffusion.schedules import Schedule
+from anchored_jax.interop.diffusers_vae import load_run_vae
 from anchored_jax.sampling.denoise_loop import sample
 from anchored_jax.sampling.frame_codec import frame_codec
 
@@ -86,7 +87,7 @@ def write_grid_png(grid_HWC: np.ndarray, path: str) -> None:
 def frame_decoder(config: ml_collections.ConfigDict) -> FrameDecoder | None:
     """What turns the model's frames into [-1, 1] pixels: nothing for a pixel model, the
     `data.vae` decoder for a latent one; None for a latent model without `data.vae`."""
-    codec = frame_codec(config)
+    codec = frame_codec(config, load_run_vae(config))
     return None if codec is None else codec.decode
 
 

@@ -11,7 +11,6 @@ from flax import nnx
 from anchored_jax.models.autoencoder_kl import (
     AutoencoderKL,
     AutoencoderKLConfig,
-    IdentityAutoencoder,
     decode_frames,
     encode_frames,
     sd_vae_config,
@@ -83,10 +82,3 @@ def test_config_errors_name_the_field():
         AutoencoderKLConfig(block_out_channels=(16, 32))
     with pytest.raises(ValueError, match="vae.latent_channels"):
         AutoencoderKLConfig(latent_channels=0)
-
-
-def test_identity_autoencoder_is_exact():
-    frames = np.random.default_rng(2).uniform(-1, 1, (2, 2, 8, 8, 3)).astype(np.float32)
-    ident = IdentityAutoencoder()
-    np.testing.assert_array_equal(np.asarray(encode_frames(ident, frames)), frames)
-    np.testing.assert_array_equal(np.asarray(decode_frames(ident, frames)), frames)

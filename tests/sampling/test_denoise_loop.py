@@ -124,27 +124,6 @@ def test_known_frames_enter_the_model_clean():
         np.testing.assert_array_equal(x_in[:, 0], np.asarray(x0)[:, 0])
 
 
-def test_post_step_hook_sees_every_step():
-    schedule = make_schedule("linear", 1000)
-    x0, noise = _clip_and_noise(4)
-
-    def share_frame0(x_prev, t_prev_BK, key):
-        # Averaging frame 0 over the batch, as a shared anchor does across segments.
-        return x_prev.at[:, 0].set(jnp.mean(x_prev[:, 0], axis=0))
-
-    out = sample(
-        _oracle(schedule, x0, "epsilon"),
-        schedule,
-        noise,
-        num_steps=4,
-        prediction="epsilon",
-        key=jax.random.key(0),
-        post_step_fn=share_frame0,
-    )
-    np.testing.assert_allclose(out[0, 0], out[1, 0], atol=1e-6)
-    np.testing.assert_allclose(out[:, 1:], x0[:, 1:], atol=1e-4)
-
-
 def test_loop_jits_once_as_a_single_loop():
     schedule = make_schedule("linear", 1000)
     x0, noise = _clip_and_noise()

@@ -71,15 +71,6 @@ def test_plan_kinds_differ_as_documented():
     assert len(np.unique(gaps)) > 1
 
 
-def test_relative_times_are_seconds_from_the_anchor():
-    plan = plan_segments(9, 3, anchor=4, kind="contiguous")
-    times_T = np.arange(9) / 25.0
-    rel_SK = plan.relative_times_SK(times_T)
-    np.testing.assert_allclose(rel_SK[:, 0], 0.0)
-    np.testing.assert_allclose(rel_SK[0, 1:], [-4 / 25, -3 / 25], rtol=1e-6)
-    assert rel_SK.min() < 0 < rel_SK.max()
-
-
 @pytest.mark.parametrize(
     "args,match",
     [

@@ -7,9 +7,10 @@ from flax import nnx
 
 from anchored_jax.diffusion import make_schedule
 from anchored_jax.models.sdit import SDiT
+from anchored_jax.parallel.mesh import sampler_mesh
 from anchored_jax.sampling.sampler_settings import SamplerSettings
 from anchored_jax.sampling.segment_plan import plan_segments
-from anchored_jax.sampling.video_generation import generate_video, sampler_mesh
+from anchored_jax.sampling.video_generation import generate_video
 from anchored_jax.training.train_state import split_model
 from tests.models.sdit_testing import small_config
 
@@ -48,7 +49,8 @@ def test_sampler_mesh_uses_at_most_one_device_per_segment():
     assert sampler_mesh(0, 5).size == 5
     assert sampler_mesh(3, 5).size == 3
     assert sampler_mesh(0, 1) is None and sampler_mesh(1, 5) is None
-    with pytest.raises(ValueError, match="--devices: expected 0"):
+    assert sampler_mesh(-1, 6).size == 6  # -1 = all, as mesh.num_devices says in configs
+    with pytest.raises(ValueError, match=r"^mesh.num_devices: expected -1 or 0 \(all\) to 8"):
         sampler_mesh(9, 5)
 
 
