@@ -9,9 +9,17 @@ Any knob can be overridden from the command line, e.g.
   python -m launch.train --config configs/sdit.py:S --workdir runs/sdit_s \
       --config.model.attention=factorized --config.data.sampler=loguniform_gaps
 
-The argument after the colon is the model size: tiny | S | B | L | XL (DiT's widths, depths and
-heads). tiny runs on pixels; S/B/L/XL train on 32x32x4 VAE latents of 256px frames, read from a
-latent cache written once (docs/interop.md, "Training in latent space"):
+The argument after the colon picks a variant, big_vision style: `size=tiny,recipe=x0_cosine`.
+
+- size: tiny | S | B | L | XL: DiT's widths, depths and heads, and what goes with a size: the
+  space (tiny: 32px pixels of the synthetic faces; S/B/L/XL: 32x32x4 VAE latents of 256px
+  frames) and the compute budget (batch, steps, learning rate, save and eval intervals).
+- recipe: x0_cosine | eps_linear: the diffusion objective and the choices tuned with it.
+  x0_cosine (tiny's default) is x0-prediction on a cosine schedule, sampled in 5 steps;
+  eps_linear (the default of the other sizes) is DiT's epsilon on a linear schedule.
+
+A bare size (`configs/sdit.py:tiny`, `:S`) is `size=<it>` with that size's default recipe.
+S/B/L/XL read a latent cache written once (docs/interop.md, "Training in latent space"):
 
   python -m launch.cache_latents --vae /models/sd-vae-ft-mse --data.source=video_dir \
       --data.root=/data/vox256 --out /data/vox256_latents
@@ -20,8 +28,6 @@ latent cache written once (docs/interop.md, "Training in latent space"):
 """
 
 import ml_collections
-
-from anchored_jax.parallel.logical_sharding import DEFAULT_RULES
 
 # DiT sizes (width, depth, heads), from the DiT paper, Table 1.
 _SIZES = {
@@ -32,13 +38,72 @@ _SIZES = {
     "XL": (1152, 28, 16),
 }
 
+# What a size brings besides its width: the space it denoises and its compute budget.
+_PIXELS_ON_CPU = dict(
+    source="synthetic", image_size=32, clip_frames=4, downsample=1, in_channels=3,
+    patch_size=4, time_embed_period=100.0, batch_size=8, num_steps=1000, learning_rate=1e-3,
+    warmup_steps=100, ema_decay=0.995, every_steps=500, eval_every_steps=250,
+    sample_every_steps=1000,
+)  # fmt: skip
+_LATENTS_ON_PODS = dict(
+    source="latents", image_size=256, clip_frames=8, downsample=8, in_channels=4,
+    patch_size=2, time_embed_period=600.0, batch_size=256, num_steps=400_000,
+    learning_rate=1e-4, warmup_steps=5000, ema_decay=0.9999, every_steps=5000,
+    eval_every_steps=5000, sample_every_steps=20000,
+)  # fmt: skip
+
+# Diffusion recipes: the objective and the choices that were tuned with it.
+_RECIPES = {
+    # tiny's: x0-prediction is sharpest in few steps; reenactment-style clips (source = the
+    # clip's first frame, mostly known anchors) and landmark maps in the tokens
+    "x0_cosine": dict(
+        schedule="cosine",
+        prediction="x0",
+        sample_steps=5,
+        identity_frame="first",
+        known_anchor_prob=0.9,
+        landmark_tokens=True,
+    ),  # fmt: skip
+    # DiT's: epsilon on the linear schedule; any frame as the source, half generated anchors
+    "eps_linear": dict(
+        schedule="linear",
+        prediction="epsilon",
+        sample_steps=20,
+        identity_frame="random",
+        known_anchor_prob=0.5,
+        landmark_tokens=False,
+    ),  # fmt: skip
+}
+
+
+def _parse(arg: str) -> tuple[str, str]:
+    """`tiny` | `size=tiny` | `size=S,recipe=x0_cosine` -> (size, recipe)."""
+    fields = {}
+    for part in filter(None, (arg or "tiny").split(",")):
+        key, eq, value = part.partition("=")
+        if not eq:
+            key, value = "size", part  # a bare size
+        if key not in ("size", "recipe") or key in fields:
+            raise ValueError(
+                f"config argument: expected size=SIZE[,recipe=RECIPE] or a bare size, got {arg!r}"
+            )
+        fields[key] = value
+    size = fields.get("size", "tiny")
+    if size not in _SIZES:
+        raise ValueError(f"config argument size: expected one of {list(_SIZES)}, got {size!r}")
+    recipe = fields.get("recipe", "x0_cosine" if size == "tiny" else "eps_linear")
+    if recipe not in _RECIPES:
+        raise ValueError(
+            f"config argument recipe: expected one of {list(_RECIPES)}, got {recipe!r}"
+        )
+    return size, recipe
+
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    size = arg or "tiny"
-    if size not in _SIZES:
-        raise ValueError(f"config argument: expected one of {sorted(_SIZES)}, got {size!r}")
-    tiny = size == "tiny"
+    size, recipe = _parse(arg)
     width, depth, heads = _SIZES[size]
+    space = _PIXELS_ON_CPU if size == "tiny" else _LATENTS_ON_PODS
+    r = _RECIPES[recipe]
 
     config = ml_collections.ConfigDict()
     config.task = "sdit"  # picks launch/train_sdit.py
@@ -48,7 +113,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.data = data = ml_collections.ConfigDict()
     # synthetic (embedded procedural faces) | video_dir | frame_dir | tfds:NAME
     # (e.g. tfds:face_videos/s256), see docs/real_data.md | latents (a latent cache)
-    data.source = "synthetic" if tiny else "latents"
+    data.source = space["source"]
     # folder with train/ and test/ (video_dir, frame_dir); TFDS data_dir (tfds:); the cache
     # folder (latents; no default: give --config.data.root)
     data.root = ""
@@ -56,8 +121,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     data.vae = ""  # latents: diffusers VAE folder to decode sample grids; "" = no grids
     # frame side in pixels (latents: of the frames the cache was encoded from); larger =
     # sharper, slower
-    data.image_size = 32 if tiny else 256
-    data.clip_frames = 4 if tiny else 8  # K frames per clip; more = longer context, cost ~K^2
+    data.image_size = space["image_size"]
+    data.clip_frames = space["clip_frames"]  # K frames per clip; more = longer context, cost ~K^2
     data.fps = 25.0  # frame rate of the source videos; frame times are in seconds
     # frames per synthetic video, rendered on the fly: long enough that training sees every
     # anchor-to-frame gap a 1024-frame anchored video asks for, at its true time
@@ -78,17 +143,17 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     data.anchor_position = "anywhere"
     # source image: random (any frame of the video) | first (the clip's first frame, which is
     # what reenactment gives: the source is the known anchor)
-    data.identity_frame = "first" if tiny else "random"
+    data.identity_frame = r["identity_frame"]
     data.seed = 0  # seed of the synthetic world and of the data order
     data.worker_count = 0  # grain worker processes; 0 = in-process (best on 2 cores)
 
     # --- model: the sequence-DiT -------------------------------------------------------------
     config.model = model = ml_collections.ConfigDict()
     # side of what the model sees: the frames (pixels), or frames / 8 (the SD VAE's latents)
-    model.image_size = data.get_ref("image_size") if tiny else data.get_ref("image_size") // 8
-    model.in_channels = 3 if tiny else 4  # 3 = pixels, 4 = VAE latents
+    model.image_size = data.get_ref("image_size") // space["downsample"]
+    model.in_channels = space["in_channels"]  # 3 = pixels, 4 = VAE latents
     model.out_channels = 0  # 0 = same as input
-    model.patch_size = 4 if tiny else 2  # smaller = more tokens, better detail, cost ~1/p^4
+    model.patch_size = space["patch_size"]  # smaller = more tokens, better detail, cost ~1/p^4
     model.width = width
     model.depth = depth
     model.num_heads = heads
@@ -111,11 +176,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # paper's global identity vector, so appearance detail comes from the anchor by attention
     model.identity_tokens = False
     # add each frame's rasterised landmark map to its tokens (motion where it happens)
-    model.landmark_tokens = tiny
+    model.landmark_tokens = r["landmark_tokens"]
     model.identity_embed_dim = 768  # size of an external identity embedding (embedding mode)
     # seconds; longest period of the frame-time sinusoids; must exceed twice the longest
     # anchor gap (tiny: 1024 frames at 25 fps = 41 s either side of the anchor)
-    model.time_embed_period = 100.0 if tiny else 600.0
+    model.time_embed_period = space["time_embed_period"]
     model.scan_layers = True  # scan the blocks: one compiled block, faster compile at depth
     model.remat_policy = "none"  # none | full | dots | dots_no_batch | save_attention_out |
     # offload_attention_out (to host memory); more remat = less memory, more recompute
@@ -125,10 +190,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # --- diffusion ---------------------------------------------------------------------------
     config.diffusion = diffusion = ml_collections.ConfigDict()
     # linear (DDPM/DiT) | cosine (better at low resolution)
-    diffusion.schedule = "cosine" if tiny else "linear"
+    diffusion.schedule = r["schedule"]
     diffusion.num_timesteps = 1000
     # epsilon (DiT) | v | x0 (tiny: best PSNR in few steps, docs/anchored_inference.md)
-    diffusion.prediction = "x0" if tiny else "epsilon"
+    diffusion.prediction = r["prediction"]
 
     # --- sampling: how launchers generate videos from this run (SamplerSettings.from_config) --
     # Every field can be overridden per call by the launcher's flag of the same meaning.
@@ -149,14 +214,14 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     sampling.sampler = "ddim"  # ddim (deterministic at eta=0) | ddpm (ancestral, needs more steps)
     # solver steps, each one batched forward per guidance branch; tiny x0-prediction: 5 steps
     # with landmark guidance are as sharp as 20 without (docs/anchored_inference.md)
-    sampling.num_steps = 5 if tiny else 20
+    sampling.num_steps = r["sample_steps"]
     sampling.eta = 0.0  # DDIM noise; 0 = deterministic, > 0 = more varied, needs more steps
     # classifier-free guidance scales (1 = off; each scale != 1 adds a model branch):
     sampling.identity_scale = 1.0  # > 1 pushes appearance towards the source
     sampling.landmark_scale = 1.75  # > 1 sharpens motion; costs ~0.3 dB PSNR at 1.75 (tiny)
     sampling.chunk_size = 32  # segments per model call per device: bounds memory, not length
     # clip x0 estimates to [-1, 1]: right for pixels, wrong for SD latents (not bounded by 1)
-    sampling.clip_x0 = tiny
+    sampling.clip_x0 = space["in_channels"] == 3
     # seconds; > 0 moves segments further than this from their anchor closer (with a warning);
     # 0 = true times; -1 = auto: the run's training window (the whole training video here)
     sampling.max_anchor_gap_s = -1.0
@@ -166,22 +231,22 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
 
     # --- training ----------------------------------------------------------------------------
     config.training = training = ml_collections.ConfigDict()
-    training.batch_size = 8 if tiny else 256  # global batch, split over data-parallel devices
-    training.num_steps = 1000 if tiny else 400_000
-    training.learning_rate = 1e-3 if tiny else 1e-4  # peak AdamW learning rate
-    training.warmup_steps = 100 if tiny else 5000  # linear warm-up before cosine decay
+    training.batch_size = space["batch_size"]  # global batch, split over data-parallel devices
+    training.num_steps = space["num_steps"]
+    training.learning_rate = space["learning_rate"]  # peak AdamW learning rate
+    training.warmup_steps = space["warmup_steps"]  # linear warm-up before cosine decay
     training.end_learning_rate_factor = 0.1  # cosine decays to this fraction of the peak
     training.weight_decay = 0.0  # AdamW decoupled weight decay; DiT trains with none
     training.b1 = 0.9
     training.b2 = 0.999
     training.grad_clip_norm = 1.0  # global-norm clipping; guards against loss spikes
     training.max_nonfinite_steps = 20  # stop after this many consecutive skipped (NaN/inf) steps
-    training.ema_decay = 0.995 if tiny else 0.9999  # EMA of params used for eval and sampling
+    training.ema_decay = space["ema_decay"]  # EMA of params used for eval and sampling
     training.identity_drop_prob = 0.1  # identity replaced by its learned null (enables CFG)
     training.landmark_drop_prob = 0.1  # landmarks replaced by their learned null (enables CFG)
     # clips whose first frame is clean (t=0) and known, as in reenactment; the rest learn a
     # generated anchor
-    training.known_anchor_prob = 0.9 if tiny else 0.5
+    training.known_anchor_prob = r["known_anchor_prob"]
     training.timesteps = "shared"  # shared (one t per clip) | per_frame (independent t per frame)
 
     # --- parallelism: mesh axes and logical-axis rules ----------------------------------------
@@ -196,20 +261,39 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.sharding = ml_collections.ConfigDict()
     # [logical axis, mesh axis | [mesh axes] | None]; a dimension the axes don't divide is
     # replicated. See anchored_jax/parallel/logical_sharding.py.
-    config.sharding.rules = [list(rule) for rule in DEFAULT_RULES]
+    # Parameters sharded over fsdp along their embedding axis and over tensor along heads and
+    # MLP columns (Megatron-style); the batch over data and fsdp (the pattern of MaxText).
+    config.sharding.rules = [
+        ["batch", ["data", "fsdp"]],
+        ["length", "sequence"],
+        ["act_embed", None],
+        ["layers", None],
+        ["embed", "fsdp"],
+        ["mlp", "tensor"],
+        ["heads", "tensor"],
+        ["head_dim", None],
+        ["qkv", None],
+        ["adaln", "tensor"],
+        ["patch", None],
+        ["cond_in", None],
+        ["kernel_h", None],
+        ["kernel_w", None],
+        ["conv_in", None],
+        ["conv_out", "tensor"],
+    ]
 
     # --- checkpoints -------------------------------------------------------------------------
     config.checkpoint = ckpt = ml_collections.ConfigDict()
-    ckpt.every_steps = 500 if tiny else 5000  # also saved at the last step and on preemption
+    ckpt.every_steps = space["every_steps"]  # also saved at the last step and on preemption
     ckpt.max_to_keep = 3  # most recent checkpoints kept on disk
     ckpt.async_save = True  # write in the background while training continues
 
     # --- logging and evaluation --------------------------------------------------------------
     config.logging = logging = ml_collections.ConfigDict()
     logging.log_every_steps = 50  # train loss and learning rate to TensorBoard
-    logging.eval_every_steps = 250 if tiny else 5000  # held-out denoising loss
+    logging.eval_every_steps = space["eval_every_steps"]  # held-out denoising loss
     logging.eval_batches = 4  # fixed held-out batches, the same at every evaluation
-    logging.sample_every_steps = 1000 if tiny else 20000  # sample grid written to the workdir
+    logging.sample_every_steps = space["sample_every_steps"]  # sample grid written to the workdir
     logging.sample_clips = 4  # held-out clips in the sample grid
     logging.sample_steps = 25  # DDIM steps for the sample grid
     return config

@@ -8,8 +8,8 @@ values, built by hand or with `sweep` / `product` / `zipped` (XManager's hyper-p
 Three namespaces of fields:
 - config fields (`data.sampler`, `model.attention`, ...): the base config's own, set before
   training, exactly as `--config.<field>=` on the `launch.train` command line would;
-- `sampling.<field>`: a `SamplerSettings` field, or `sampling.plan` (the segment plan kind),
-  used by the variant's evaluation;
+- `sampling.<field>`: a field of the base config's `sampling` section (the sampler settings,
+  the segment plan among them), used by the variant's evaluation;
 - `eval.<field>`: the evaluation's size (`EVAL_DEFAULTS`).
 
 `resolve_variants` checks every field of every variant before anything runs: an unknown field
@@ -28,8 +28,9 @@ import re
 
 import ml_collections
 
-from anchored_jax.sampling.sampler_settings import SamplerSettings
-from anchored_jax.sampling.segment_plan import PLAN_KINDS
+# Segment plan kinds (anchored_jax/sampling/segment_plan.py, PLAN_KINDS; a test checks they
+# agree): configs hold literal values and do not import the library.
+PLAN_KINDS = ("contiguous", "strided", "random")
 
 # The evaluation after training: the consistency study on held-out synthetic clips, kept small
 # so it costs less than the training it scores.
@@ -45,8 +46,9 @@ SAMPLING_DEFAULTS = dict(
     num_steps=10,  # DDIM steps
     max_anchor_gap_s=-1.0,  # -1 = the run's training window; 0 = true times; > 0 = a cap
 )
-# `method` is not one: the methods scored are `eval.methods`.
-_SAMPLING_FIELDS = {f.name for f in dataclasses.fields(SamplerSettings)} - {"method"} | {"plan"}
+# `method` is not one: the methods scored are `eval.methods`; the others are the base
+# config's `sampling` fields (configs/sdit.py).
+_NOT_SWEPT = {"method"}
 
 
 class SweepError(ValueError):
@@ -171,9 +173,11 @@ def resolve_variants(
 def _apply(config, sampling, evaluation, field, value, where) -> None:
     section, _, rest = field.partition(".")
     if section == "sampling":
-        if rest not in _SAMPLING_FIELDS:
+        fields = set(config.get("sampling", {})) | set(SAMPLING_DEFAULTS)
+        fields -= _NOT_SWEPT
+        if rest not in fields:
             raise SweepError(
-                f"{where}: unknown field {field!r}; sampling fields are {sorted(_SAMPLING_FIELDS)}"
+                f"{where}: unknown field {field!r}; sampling fields are {sorted(fields)}"
             )
         if rest == "plan" and value not in PLAN_KINDS:
             raise SweepError(f"{where}: {field}: expected one of {list(PLAN_KINDS)}, got {value!r}")
