@@ -48,6 +48,12 @@ from data_pipelines.output_videos import PanelVideos, render_landmarks, to_displ
 from data_pipelines.video_writing import check_output_video  # noqa: E402
 
 WRITE_FRAMES = 64  # frames converted for display and encoded at a time
+# The sampler setting each flag overrides (the settings' errors name the setting).
+SETTING_FLAGS = dict(
+    plan="--plan", method="--method", known_anchor_mode="--known_anchor_mode",
+    num_steps="--steps", identity_scale="--guidance", landmark_scale="--guidance",
+    chunk_size="--chunk_size", max_anchor_gap_s="--max_anchor_gap",
+)  # fmt: skip
 
 
 def parse_guidance(text: str | None) -> tuple[float | None, float | None]:
@@ -187,8 +193,11 @@ def check_flags(FLAGS) -> dict:
     defaults["max_anchor_gap_s"] = max(defaults.get("max_anchor_gap_s", 0.0), 0.0)
     try:
         SamplerSettings(**defaults)
-    except ValueError as e:  # names sampling.<field>; the flag is what the user typed
-        raise InputError(f"{e} (a command-line flag)") from None
+    except ValueError as e:  # names sampling.<field>: say the flag the user typed instead
+        message = str(e)
+        for field, flag in SETTING_FLAGS.items():
+            message = message.replace(f"sampling.{field}:", f"{flag}:")
+        raise InputError(message) from None
     return overrides
 
 
