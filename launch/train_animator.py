@@ -1,4 +1,5 @@
-"""LEO animator training from a config: validation, frame-pair inputs, held-out videos, loop."""
+"""LEO animator training from a config: the task, frame-pair inputs and held-out videos, the
+frozen VGG19 of the perceptual loss, the loop, the closing line."""
 
 import sys
 
@@ -8,50 +9,10 @@ from absl import logging
 
 from anchored_jax.models.leo_vgg19 import Vgg19Features, load_vgg19_state_dict
 from anchored_jax.parallel.multihost import process_batch_size
-from anchored_jax.training.config_checks import ConfigError, ensure_writable_workdir
-from anchored_jax.training.leo_animator_loop import train_animator
-from anchored_jax.training.leo_animator_step import GEN_LR_SCHEDULES, animator_config
+from anchored_jax.training.config_checks import ensure_writable_workdir
+from anchored_jax.training.loop import RUN_ERRORS, TrainData, train
+from anchored_jax.training.tasks.animator import AnimatorTask
 from data_pipelines.frame_pairs import build_pair_dataset, read_videos
-
-
-def validate_animator_config(config: ml_collections.ConfigDict) -> None:
-    """One ConfigError line for the first bad field."""
-    try:
-        model = animator_config(config)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from None
-    if config.data.image_size != model.image_size:
-        raise ConfigError(
-            f"model.image_size: expected data.image_size ({config.data.image_size}), "
-            f"got {model.image_size}"
-        )
-    training, losses = config.training, config.losses
-    for name in ("batch_size", "num_steps"):
-        if training[name] < 1:
-            raise ConfigError(f"training.{name}: expected >= 1, got {training[name]}")
-    for name in ("gen_learning_rate", "disc_learning_rate"):
-        if not training[name] > 0:
-            raise ConfigError(f"training.{name}: expected > 0, got {training[name]}")
-    schedule = training.get("gen_lr_schedule", "constant")
-    if schedule not in GEN_LR_SCHEDULES:
-        raise ConfigError(
-            f"training.gen_lr_schedule: expected one of {list(GEN_LR_SCHEDULES)}, got {schedule!r}"
-        )
-    for name in ("l1_weight", "perceptual_weight", "gan_weight", "r1_weight"):
-        if not losses[name] >= 0:
-            raise ConfigError(f"losses.{name}: expected >= 0, got {losses[name]}")
-    if losses.perceptual_weight > 0 and not losses.vgg19_weights:
-        raise ConfigError(
-            "losses.vgg19_weights: the perceptual loss needs a torchvision VGG19 state dict "
-            "(.safetensors or .pth); set a path, or losses.perceptual_weight=0"
-        )
-    for name in ("log_every_steps", "eval_every_steps", "eval_videos", "eval_frames"):
-        if config.logging[name] < 1:
-            raise ConfigError(f"logging.{name}: expected >= 1, got {config.logging[name]}")
-    if config.checkpoint.every_steps < 1:
-        raise ConfigError(
-            f"checkpoint.every_steps: expected >= 1, got {config.checkpoint.every_steps}"
-        )
 
 
 def load_vgg_params(path: str):
@@ -66,41 +27,40 @@ def load_vgg_params(path: str):
     return nnx.state(vgg, nnx.Param)
 
 
+def read_data(config: ml_collections.ConfigDict) -> TrainData:
+    """This process's pair iterator, the held-out videos and (if used) the VGG19 params."""
+    train_pairs = build_pair_dataset(
+        config.data,
+        split="train",
+        batch_size=process_batch_size(config.training.batch_size),
+        seed=config.data.seed,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+    )
+    eval_videos = read_videos(
+        config.data, "test", config.logging.eval_videos, config.logging.eval_frames
+    )
+    vgg_params = None
+    if config.losses.perceptual_weight > 0:
+        vgg_params = load_vgg_params(config.losses.vgg19_weights)
+    return TrainData(train_iter=iter(train_pairs), eval_data=eval_videos, frozen=vgg_params)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | None = None) -> dict:
     try:
-        validate_animator_config(config)
+        task = AnimatorTask(config)
         workdir = ensure_writable_workdir(workdir)
-        n_proc, proc = jax.process_count(), jax.process_index()
-        local_batch = process_batch_size(config.training.batch_size)
-        train = build_pair_dataset(
-            config.data,
-            split="train",
-            batch_size=local_batch,
-            seed=config.data.seed,
-            shard_index=proc,
-            shard_count=n_proc,
-        )
-        eval_videos = read_videos(
-            config.data, "test", config.logging.eval_videos, config.logging.eval_frames
-        )
-        vgg_params = None
-        if config.losses.perceptual_weight > 0:
-            vgg_params = load_vgg_params(config.losses.vgg19_weights)
+        data = read_data(config)
     except (ValueError, OSError) as e:  # ConfigError, data-config errors, unreadable weights
         sys.exit(f"error: {e}")
-
-    summary = train_animator(
-        config,
-        workdir,
-        train_iter=iter(train),
-        eval_videos_BTHWC=eval_videos,
-        vgg_params=vgg_params,
-        stop_at_step=stop_at_step,
-    )
+    try:
+        summary = train(task, workdir, data, stop_at_step=stop_at_step)
+    except RUN_ERRORS as e:
+        sys.exit(f"error: {e}")
     logging.info("Finished: %s", summary)
     if "recon_l1" in summary:
         print(
-            f"held-out self-reconstruction at step {summary['step']}: "
+            f"held-out self-reconstruction at step {summary['eval_step']}: "
             f"L1 {summary['recon_l1']:.4f}, PSNR {summary['recon_psnr']:.2f} dB; "
             f"copy-source baseline: L1 {summary['copy_l1']:.4f}, "
             f"PSNR {summary['copy_psnr']:.2f} dB"

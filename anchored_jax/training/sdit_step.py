@@ -1,4 +1,4 @@
-"""The sDiT train and eval steps: pure functions of (state, batch, key), jitted by the caller.
+"""The sDiT train and eval steps: pure functions of (state, batch, key), jitted by the loop.
 
 Each clip's frames get a diffusion timestep of their own (`t_BK`). With probability
 `known_anchor_prob` the clip's first frame is the *known anchor*: it is fed clean at t=0 and
@@ -17,7 +17,7 @@ from flax import nnx
 
 from anchored_jax.diffusion.objectives import diffusion_loss
 from anchored_jax.diffusion.schedules import Schedule, q_sample
-from anchored_jax.training.train_state import TrainState, ema_update
+from anchored_jax.training.train_state import TrainState
 
 Batch = Mapping[str, jax.Array]
 TIMESTEP_MODES = ("shared", "per_frame")
@@ -92,7 +92,6 @@ def make_train_step(
 ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
     training = config.training
     prediction = config.diffusion.prediction
-    ema_decay = training.ema_decay
 
     def train_step(state: TrainState, batch: Batch, key: jax.Array):
         noising = draw_noising(key, batch["video_BKHWC"], schedule, training)
@@ -101,30 +100,12 @@ def make_train_step(
         )
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        # A non-finite loss or gradient skips the update: params, optimiser moments and EMA
-        # stay as they were (the batch is still consumed, so the data order is unchanged).
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-
-        def keep_if_finite(new, old):
-            return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-
+        # The loop's guard (train_state.guard_and_average) keeps the old params, moments and
+        # EMA if anything here is non-finite, advances the step and updates the EMA.
         new_state = state.replace(
-            step=state.step + 1,
-            params=keep_if_finite(params, state.params),
-            opt_state=keep_if_finite(opt_state, state.opt_state),
-            ema_params=keep_if_finite(
-                ema_update(state.ema_params, params, ema_decay), state.ema_params
-            ),
-            nonfinite_streak=jnp.where(finite, 0, state.nonfinite_streak + 1),
-            nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32),
+            params=optax.apply_updates(state.params, updates), opt_state=opt_state
         )
-        metrics = dict(
-            loss=loss,
-            grad_norm=grad_norm,
-            learning_rate=learning_rate_fn(state.step),
-            skipped_nonfinite=(~finite).astype(jnp.float32),
-        )
+        metrics = dict(loss=loss, grad_norm=grad_norm, learning_rate=learning_rate_fn(state.step))
         return new_state, metrics
 
     return train_step

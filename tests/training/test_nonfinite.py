@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from anchored_jax.parallel.logical_sharding import use_rules
+from anchored_jax.training import loop
 from anchored_jax.training.checkpointing import RunCheckpoints
 from anchored_jax.training.sdit_setup import make_sdit_setup
-from anchored_jax.training.trainer import NonFiniteTrainingError, train_and_evaluate
+from anchored_jax.training.tasks.sdit import SDiTTask
 from data_pipelines.pipeline import build_clip_dataset
 from tests.training.test_trainer import small_config
 
@@ -54,10 +55,9 @@ def test_consecutive_nonfinite_steps_stop_and_keep_the_last_checkpoint(tmp_path)
     train = build_clip_dataset(config.data, split="train", batch_size=4, seed=0)
     train = train.map_with_index(poison_after_step_4)
     test = build_clip_dataset(config.data, split="test", batch_size=4, seed=1)
-    with pytest.raises(NonFiniteTrainingError, match="3 consecutive non-finite steps"):
-        train_and_evaluate(
-            config, str(tmp_path), train_iter=iter(train), eval_batches=[next(iter(test))]
-        )
+    with pytest.raises(loop.NonFiniteTrainingError, match="3 consecutive non-finite steps"):
+        data = loop.TrainData(train_iter=iter(train), eval_data=[next(iter(test))])
+        loop.train(SDiTTask(config), str(tmp_path), data)
     checkpoints = RunCheckpoints(str(tmp_path), config.checkpoint)
     # Steps 5 and 6 were skipped; the step-6 checkpoint holds the step-4 params, still finite.
     assert checkpoints.latest_step() == 6

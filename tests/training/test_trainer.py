@@ -7,10 +7,9 @@ import jax
 import numpy as np
 import pytest
 
+from anchored_jax.training import loop
 from anchored_jax.training.checkpointing import RunCheckpoints
-from anchored_jax.training.optimizer import make_optimizer
-from anchored_jax.training.train_state import create_train_state, split_model
-from anchored_jax.training.trainer import build_model, train_and_evaluate
+from anchored_jax.training.tasks.sdit import SDiTTask
 from configs import sdit
 from data_pipelines.pipeline import build_clip_dataset
 
@@ -48,21 +47,13 @@ def small_config(num_steps: int):
 def run(config, workdir, stop_at_step=None):
     train = build_clip_dataset(config.data, split="train", batch_size=4, seed=0)
     test = build_clip_dataset(config.data, split="test", batch_size=4, seed=1)
-    return train_and_evaluate(
-        config,
-        str(workdir),
-        train_iter=iter(train),
-        eval_batches=[next(iter(test))],
-        stop_at_step=stop_at_step,
-    )
+    data = loop.TrainData(train_iter=iter(train), eval_data=[next(iter(test))])
+    return loop.train(SDiTTask(config), str(workdir), data, stop_at_step=stop_at_step)
 
 
 def restored_state_and_iterator(config, workdir, step):
     """The saved train state as numpy, and the saved data-iterator position."""
-    tx = make_optimizer(config.training)
-    abstract = jax.eval_shape(
-        lambda: create_train_state(split_model(build_model(config, config.seed))[1], tx)
-    )
+    abstract = jax.eval_shape(SDiTTask(config).init)
     checkpoints = RunCheckpoints(str(workdir), config.checkpoint)
     data_iter = iter(build_clip_dataset(config.data, split="train", batch_size=4, seed=0))
     state = checkpoints.restore(step, abstract, data_iter)

@@ -1,0 +1,1 @@
+"""The models the training loop (anchored_jax/training/loop.py) can train, one file each."""

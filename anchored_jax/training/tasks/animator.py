@@ -1,0 +1,168 @@
+"""LEO's animator (phase 1) as a task of the training loop: generator and discriminator trained
+on (source, driving) frame pairs, evaluated by self-reconstruction of held-out videos.
+
+The step is LEO's `make_train_step` (anchored_jax/training/leo_animator_step.py), wrapped so
+that it reads and writes the loop's one `TrainState`: `params` and `opt_state` hold the two
+networks as {"gen", "disc"}, and there is no EMA. The frozen VGG19 parameters of the
+perceptual loss come in as the step's `frozen` argument. Evaluation: frame 0 of each held-out
+video is the source and every frame drives it, reported against the copy-source baseline
+(predicting frame 0 everywhere), and drawn as a figure.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from einops import rearrange
+
+from anchored_jax.training.config_checks import ConfigError
+from anchored_jax.training.leo_animator_step import (
+    GEN_LR_SCHEDULES,
+    AnimatorState,
+    animator_config,
+    init_animator,
+    make_optimizers,
+    make_reconstruction_step,
+    make_train_step,
+)
+from anchored_jax.training.sample_grid import to_uint8
+from anchored_jax.training.train_state import TrainState, create_train_state, param_count
+
+BATCH_RANKS = {"source_BHWC": 4, "driving_BHWC": 4}
+
+
+def validate_animator_config(config: ml_collections.ConfigDict) -> None:
+    """One ConfigError line for the first bad field."""
+    try:
+        model = animator_config(config)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    if config.data.image_size != model.image_size:
+        raise ConfigError(
+            f"model.image_size: expected data.image_size ({config.data.image_size}), "
+            f"got {model.image_size}"
+        )
+    training, losses = config.training, config.losses
+    for name in ("batch_size", "num_steps"):
+        if training[name] < 1:
+            raise ConfigError(f"training.{name}: expected >= 1, got {training[name]}")
+    for name in ("gen_learning_rate", "disc_learning_rate"):
+        if not training[name] > 0:
+            raise ConfigError(f"training.{name}: expected > 0, got {training[name]}")
+    schedule = training.get("gen_lr_schedule", "constant")
+    if schedule not in GEN_LR_SCHEDULES:
+        raise ConfigError(
+            f"training.gen_lr_schedule: expected one of {list(GEN_LR_SCHEDULES)}, got {schedule!r}"
+        )
+    for name in ("l1_weight", "perceptual_weight", "gan_weight", "r1_weight"):
+        if not losses[name] >= 0:
+            raise ConfigError(f"losses.{name}: expected >= 0, got {losses[name]}")
+    if losses.perceptual_weight > 0 and not losses.vgg19_weights:
+        raise ConfigError(
+            "losses.vgg19_weights: the perceptual loss needs a torchvision VGG19 state dict "
+            "(.safetensors or .pth); set a path, or losses.perceptual_weight=0"
+        )
+    for name in ("log_every_steps", "eval_every_steps", "eval_videos", "eval_frames"):
+        if config.logging[name] < 1:
+            raise ConfigError(f"logging.{name}: expected >= 1, got {config.logging[name]}")
+    if config.checkpoint.every_steps < 1:
+        raise ConfigError(
+            f"checkpoint.every_steps: expected >= 1, got {config.checkpoint.every_steps}"
+        )
+
+
+def reconstruction_figure(video_BTHWC: np.ndarray, recon_BTHWC: np.ndarray) -> np.ndarray:
+    """Rows per video: real frames, self-reconstruction, copy-source. uint8 `[3B*H, T*W, 3]`."""
+    copy = np.broadcast_to(video_BTHWC[:, :1], video_BTHWC.shape)
+    rows_RBTHWC = np.stack([to_uint8(video_BTHWC), to_uint8(recon_BTHWC), to_uint8(copy)])
+    return rearrange(rows_RBTHWC, "r b t h w c -> (b r h) (t w) c")
+
+
+def evaluate_reconstruction(reconstruct, gen_params, videos_BTHWC, batch_size=4):
+    """Mean self-reconstruction metrics over the held-out videos, and the reconstructions."""
+    sums, recons = {}, []
+    n = 0
+    for start in range(0, len(videos_BTHWC), batch_size):
+        chunk = videos_BTHWC[start : start + batch_size]
+        recon, metrics = reconstruct(gen_params, jnp.asarray(chunk))
+        recons.append(np.asarray(recon))
+        for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * len(chunk)
+        n += len(chunk)
+    return {k: v / n for k, v in sums.items()}, np.concatenate(recons)
+
+
+def generator_params(state: TrainState):
+    """The generator's parameters of an animator train state (what inference needs)."""
+    return state.params["gen"]
+
+
+class AnimatorTask:
+    name = "animator"
+    ema_decay = None
+    batch_ranks = BATCH_RANKS
+    sample_every_steps = None  # the reconstruction figure comes with each evaluation
+
+    def __init__(self, config: ml_collections.ConfigDict, *, validate: bool = True):
+        if validate:
+            validate_animator_config(config)
+        self.config = config
+        self.eval_every_steps = config.logging.eval_every_steps
+        self.gen_tx, self.disc_tx = make_optimizers(config.training)
+        self.graphs, _ = jax.eval_shape(
+            lambda: init_animator(config, config.seed, self.gen_tx, self.disc_tx)
+        )
+        self._leo_step = make_train_step(self.graphs, self.gen_tx, self.disc_tx, config.losses)
+        self._reconstruct = jax.jit(make_reconstruction_step(self.graphs))
+
+    def init(self) -> TrainState:
+        _, s = init_animator(self.config, self.config.seed, self.gen_tx, self.disc_tx)
+        return create_train_state(
+            {"gen": s.gen_params, "disc": s.disc_params},
+            None,
+            opt_state={"gen": s.gen_opt_state, "disc": s.disc_opt_state},
+            with_ema=False,
+        )
+
+    def step(self, state: TrainState, batch, key, vgg_params):
+        del key  # the animator's step draws no randomness
+        leo_state = AnimatorState(
+            step=state.step,
+            gen_params=state.params["gen"],
+            disc_params=state.params["disc"],
+            gen_opt_state=state.opt_state["gen"],
+            disc_opt_state=state.opt_state["disc"],
+        )
+        new, metrics = self._leo_step(leo_state, batch, vgg_params)
+        return state.replace(
+            params={"gen": new.gen_params, "disc": new.disc_params},
+            opt_state={"gen": new.gen_opt_state, "disc": new.disc_opt_state},
+        ), metrics
+
+    def train_key(self) -> jax.Array:
+        return jax.random.key(self.config.seed)
+
+    def describe(self, state: TrainState) -> tuple[str, dict]:
+        n_gen, n_disc = param_count(state.params["gen"]), param_count(state.params["disc"])
+        line = f"Animator: generator {n_gen:,}, discriminator {n_disc:,} parameters"
+        return line, {"gen_params": n_gen, "disc_params": n_disc}
+
+    def evaluate(self, state: TrainState, videos_BTHWC: np.ndarray, step: int, setup):
+        metrics, recon = evaluate_reconstruction(
+            self._reconstruct, state.params["gen"], videos_BTHWC
+        )
+        logging.info(
+            "step %d: self-reconstruction L1 %.4f PSNR %.2f dB; copy-source L1 %.4f PSNR %.2f dB",
+            step,
+            metrics["recon_l1"],
+            metrics["recon_psnr"],
+            metrics["copy_l1"],
+            metrics["copy_psnr"],
+        )
+        shown = videos_BTHWC[: self.config.logging.figure_videos]
+        grid = reconstruction_figure(shown, recon[: len(shown)])
+        return metrics, {"self_reconstruction": (f"figures/recon_{step:07d}.png", grid)}
+
+    def sample(self, state, eval_data, step, setup) -> dict:
+        return {}
