@@ -66,7 +66,7 @@ def animate(
     check_frames(frames, lowest=1)
     check_output_video(out)
     animator = loaded or load_model(checkpoint, "animator", "--checkpoint")
-    config = animator.config
+    config = animator[0]
     driving_THWC, codes_TM, fps = load_driving_frames(
         driving, config, frames, config.model.motion_dim
     )

@@ -109,14 +109,14 @@ def generate(animator: str, lmdm_dir: str, first_frame: str, out: str, *, method
         load_model(lmdm_dir, "lmdm", "--lmdm"),
     )
     leo.check_pair(anim, lmdm)
-    first_HWC = load_source_image(first_frame, anim.config, "--first-frame")
+    first_HWC = load_source_image(first_frame, anim[0], "--first-frame")
     fns = leo.animator_fns(anim)
     alpha1_1M = leo.first_codes(fns, first_HWC[None])
     start = time.perf_counter()
     from tqdm import tqdm
 
     # anchored: one tick per solver step; chain runs its chunks in one scan, ticked at the end.
-    bar = tqdm(total=steps or lmdm.config.diffusion.sample_steps, desc=f"{method} motion",
+    bar = tqdm(total=steps or lmdm[0].diffusion.sample_steps, desc=f"{method} motion",
                unit="step", file=sys.stderr)  # fmt: skip
     try:
         codes_1TM = leo.generate_codes(

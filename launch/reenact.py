@@ -101,7 +101,7 @@ def reenact(
     check_frames(frames)
     check_output_video(out)  # before any load: a bad path never costs a generation
     model = loaded or load_sdit(checkpoint)
-    config = model.config
+    config = model[0]
     settings = settings or reenactment.sampler_settings(config)
     codec = reenactment.model_codec(config, vae)
     track = load_driving_track(driving, config, frames, fps)

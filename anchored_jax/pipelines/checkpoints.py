@@ -41,7 +41,8 @@ CONFIG_FILE = "config.json"
 EMA_PARAMS_DIR = "ema_params"
 TASKS = ("sdit", "animator", "lmdm")
 # The subtree of each task's saved train state that inference reads.
-INFERENCE_PARAMS = {"sdit": "ema_params", "animator": "gen_params", "lmdm": "ema_params"}
+# (The animator's train state holds its two networks as params = {"gen", "disc"}.)
+INFERENCE_PARAMS = {"sdit": ("ema_params",), "animator": ("params", "gen"), "lmdm": ("ema_params",)}
 
 
 class CheckpointLoadError(ValueError):
@@ -114,12 +115,17 @@ def _shape_mismatch(where: str, error: Exception) -> CheckpointLoadError:
     )
 
 
-def _restore_subtree(state_dir: str, name: str, abstract_params: nnx.State) -> nnx.State:
-    """Reads only `name` (e.g. `ema_params`) out of a saved train state: a partial restore.
+def _restore_subtree(
+    state_dir: str, path: tuple[str, ...], abstract_params: nnx.State
+) -> nnx.State:
+    """Reads only the subtree at `path` (e.g. `("ema_params",)`) out of a saved train state:
+    a partial restore.
 
     On disk each parameter sits under its variable's `value` key, as nnx.State saves it.
     """
-    target = {name: jax.tree.map(lambda x: {"value": x}, nnx.to_pure_dict(abstract_params))}
+    target = jax.tree.map(lambda x: {"value": x}, nnx.to_pure_dict(abstract_params))
+    for name in reversed(path):
+        target = {name: target}
     restore_args = ocp.checkpoint_utils.construct_restore_args(target)
     with ocp.PyTreeCheckpointer() as checkpointer:
         restored = checkpointer.restore(
@@ -128,8 +134,10 @@ def _restore_subtree(state_dir: str, name: str, abstract_params: nnx.State) -> n
                 item=target, restore_args=restore_args, partial_restore=True
             ),
         )
+    for name in path:
+        restored = restored[name]
     pure = jax.tree.map(
-        lambda d: d["value"], restored[name], is_leaf=lambda d: isinstance(d, dict) and "value" in d
+        lambda d: d["value"], restored, is_leaf=lambda d: isinstance(d, dict) and "value" in d
     )
     for got, want in zip(jax.tree.leaves(pure), jax.tree.leaves(abstract_params)):
         if got.shape != want.shape:

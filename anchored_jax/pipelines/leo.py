@@ -124,7 +124,7 @@ def first_codes(fns, frames_BHWC) -> np.ndarray:
 
 def check_pair(animator: LoadedModel, lmdm: LoadedModel) -> None:
     """The LMDM must generate codes of the animator's motion dimension."""
-    got, want = lmdm.config.model.motion_dim, animator.config.model.motion_dim
+    got, want = lmdm[0].model.motion_dim, animator[0].model.motion_dim
     if got != want:
         raise ValueError(
             f"--lmdm: its model.motion_dim ({got}) differs from the animator's ({want})"

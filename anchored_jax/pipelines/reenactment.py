@@ -148,7 +148,7 @@ def num_windows(model: LoadedModel, num_frames: int, settings: SamplerSettings, 
                 plan_kind: str | None = None, devices: int = 0,
                 window_segments: int = 0) -> int:  # fmt: skip
     """How many windows `stream_reenactment` runs (for a progress bar's total)."""
-    plan = plan_segments(num_frames, model.config.data.clip_frames, 0, plan_kind or settings.plan)
+    plan = plan_segments(num_frames, model[0].data.clip_frames, 0, plan_kind or settings.plan)
     mesh = sampler_mesh(devices, plan.num_segments)
     per_window = window_segments or settings.chunk_size * WINDOW_CHUNKS * (
         1 if mesh is None else mesh.size
