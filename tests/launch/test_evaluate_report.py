@@ -299,7 +299,7 @@ def test_leo_animator_and_motion_reports(tmp_path):
 
     from anchored_jax.sampling.leo_motion_generation import delta_statistics
     from anchored_jax.training.leo_animator_step import init_animator
-    from anchored_jax.training.leo_lmdm_loop import init_lmdm
+    from anchored_jax.training.tasks.lmdm import init_lmdm
     from configs.lmdm import get_config as lmdm_config
     from data_pipelines.frame_pairs import read_videos
     from data_pipelines.lmdm_codes import load_codes

@@ -17,7 +17,7 @@ from anchored_jax.pipelines.leo import animator_fns, render_codes
 from anchored_jax.sampling.leo_anchored_motion import anchored_motion
 from anchored_jax.sampling.leo_motion_generation import chain_motion, sample_motion
 from anchored_jax.training.checkpointing import RunCheckpoints
-from anchored_jax.training.leo_lmdm_loop import init_lmdm
+from anchored_jax.training.tasks.lmdm import init_lmdm
 from configs import lmdm as lmdm_configs
 from data_pipelines.inference_inputs import InputError as AnimateError
 from data_pipelines.motion_codes import read_code_file
