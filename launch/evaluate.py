@@ -49,7 +49,7 @@ from anchored_jax.evaluation.segment_metrics import segment_owner_T  # noqa: E40
 from anchored_jax.evaluation.study_options import COPY, REPORT_METHODS  # noqa: E402
 from anchored_jax.pipelines.checkpoints import load_model, load_sdit  # noqa: E402
 from anchored_jax.pipelines.command_line import run  # noqa: E402
-from anchored_jax.sampling.frame_codec import frame_codec  # noqa: E402
+from anchored_jax.pipelines.reenactment import model_codec  # noqa: E402
 from anchored_jax.sampling.sampler_settings import (  # noqa: E402
     GENERATED_ANCHOR_MODES,
     SamplerSettings,
@@ -261,12 +261,7 @@ def run_report(
     config = loaded[0]
     if max_anchor_gap_s < 0:  # -1: the run's training window
         max_anchor_gap_s = training_window_s(config)
-    codec = frame_codec(config, vae)
-    if codec is None:
-        raise ValueError(
-            f"--vae: the model denoises {config.model.in_channels}-channel latents; give the "
-            "diffusers VAE folder they were encoded with"
-        )
+    codec = model_codec(config, vae)
     suite = suite or metric_suite.build_suite()
     source, video_ids = held_out_clips(config, data, frames, clips)
     opts = dict(steps=num_steps, chunk_size=chunk_size, guidance=list(guidance),

@@ -139,9 +139,14 @@ def _restore_subtree(
     pure = jax.tree.map(
         lambda d: d["value"], restored, is_leaf=lambda d: isinstance(d, dict) and "value" in d
     )
-    for got, want in zip(jax.tree.leaves(pure), jax.tree.leaves(abstract_params)):
+
+    def check(path, got, want):
         if got.shape != want.shape:
-            raise ValueError(f"a parameter has shape {got.shape}, the config says {want.shape}")
+            name = ".".join(str(getattr(k, "key", k)) for k in path)
+            raise ValueError(f"{name} has shape {got.shape}, the config says {want.shape}")
+
+    # Matched by name: the saved tree and the model's state need not list leaves in one order.
+    jax.tree_util.tree_map_with_path(check, pure, nnx.to_pure_dict(abstract_params))
     nnx.replace_by_pure_dict(abstract_params, pure)
     return abstract_params
 

@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from anchored_jax.diffusion.schedules import make_schedule
+from anchored_jax.interop.diffusers_vae import load_run_vae
 from anchored_jax.pipelines.checkpoints import LoadedModel
 from anchored_jax.sampling.frame_codec import FrameCodec, frame_codec
 from anchored_jax.sampling.sampler_settings import SamplerSettings
@@ -45,8 +46,9 @@ def sampler_settings(config, **overrides) -> SamplerSettings:
 
 
 def model_codec(config, vae: str = "") -> FrameCodec:
-    """Pixels <-> the frames the model denoises; a latent model needs its autoencoder."""
-    codec = frame_codec(config, vae)
+    """Pixels <-> the frames the model denoises; a latent model needs its autoencoder
+    (`vae`, a diffusers folder, else the run's `data.vae`)."""
+    codec = frame_codec(config, load_run_vae(config, vae))
     if codec is None:
         raise ValueError(
             f"--vae: the model denoises {config.model.in_channels}-channel latents; give the "
