@@ -123,7 +123,8 @@ def _restore_subtree(
 
     On disk each parameter sits under its variable's `value` key, as nnx.State saves it.
     """
-    target = jax.tree.map(lambda x: {"value": x}, nnx.to_pure_dict(abstract_params))
+    wanted = nnx.to_pure_dict(abstract_params)
+    target = jax.tree.map(lambda x: {"value": x}, wanted)
     for name in reversed(path):
         target = {name: target}
     restore_args = ocp.checkpoint_utils.construct_restore_args(target)
@@ -136,17 +137,16 @@ def _restore_subtree(
         )
     for name in path:
         restored = restored[name]
-    pure = jax.tree.map(
-        lambda d: d["value"], restored, is_leaf=lambda d: isinstance(d, dict) and "value" in d
-    )
+    # Each wrapped leaf holds one array, so the leaves come back in the model's order (an
+    # unwrap by key would mistake a layer named `value`, e.g. an attention projection).
+    pure = jax.tree.unflatten(jax.tree.structure(wanted), jax.tree.leaves(restored))
 
-    def check(path, got, want):
+    def check(key_path, got, want):
         if got.shape != want.shape:
-            name = ".".join(str(getattr(k, "key", k)) for k in path)
+            name = ".".join(str(getattr(k, "key", k)) for k in key_path)
             raise ValueError(f"{name} has shape {got.shape}, the config says {want.shape}")
 
-    # Matched by name: the saved tree and the model's state need not list leaves in one order.
-    jax.tree_util.tree_map_with_path(check, pure, nnx.to_pure_dict(abstract_params))
+    jax.tree_util.tree_map_with_path(check, pure, wanted)
     nnx.replace_by_pure_dict(abstract_params, pure)
     return abstract_params
 
