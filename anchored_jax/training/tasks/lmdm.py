@@ -106,7 +106,9 @@ class LmdmTask:
         self.config = config
         self.ema_decay = config.training.ema_decay
         self.schedule = make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
-        self.graphdef, self.tx, _ = jax.eval_shape(lambda: init_lmdm(config, config.seed))
+        self.tx = make_optimizer(config.training)
+        model = nnx.eval_shape(lambda: LatentMotionDenoiser(lmdm_config(config), rngs=nnx.Rngs(0)))
+        self.graphdef, _ = split_model(model)
 
     def init(self) -> TrainState:
         return init_lmdm(self.config, self.config.seed)[2]
