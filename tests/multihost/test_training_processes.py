@@ -169,9 +169,12 @@ def test_kill_9_of_one_process_stops_the_other_within_the_bound_and_both_resume(
     output = "".join(lines)
     assert elapsed < 120, elapsed  # the documented bound; the launcher's grace is 300 s
     assert job.returncode != 0
-    assert "[cluster] exit codes [1, 137]" in output, output[-3000:]
+    assert re.search(r"\[cluster\] exit codes \[(1|134), 137\]", output), output[-3000:]
+    # Inside a collective, process 0 stops with our one line (exit 1); elsewhere (a save, host
+    # work) JAX's coordination service stops it (SIGABRT, 134) with its own fatal line.
     errors = [line for line in output.splitlines() if line.startswith("[p0] error:")]
-    assert len(errors) == 1, output[-3000:]
+    fatal = "Terminating process because the JAX distributed service detected fatal errors"
+    assert len(errors) == 1 or fatal in output, output[-3000:]
 
     latest = max(_saved_steps(tmp_path), default=0)
     job = _two_processes(tmp_path)
