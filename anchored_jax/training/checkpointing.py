@@ -268,6 +268,17 @@ class RunCheckpoints:
         )
         return restored["config"]
 
+    def check_for_errors(self) -> None:
+        """Without blocking: a background write that has already failed raises its one
+        CheckpointSaveError line now (the loop asks after every step)."""
+        if self._writing is None:
+            return
+        try:
+            self._manager.check_for_errors()
+        except Exception as e:
+            step, self._writing = self._writing, None
+            raise self._save_error(step, e) from e
+
     def wait_until_finished(self) -> None:
         """Blocks until the background write is done; a failed one raises CheckpointSaveError."""
         step, self._writing = self._writing, None

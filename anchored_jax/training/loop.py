@@ -313,6 +313,7 @@ def train(
             pending.append(metrics)
             step += 1
             report_progress(step)
+            checkpoints.check_for_errors()  # a failed background save stops the run now
             streak = int(state.nonfinite_streak)
             if streak:
                 logging.warning(
