@@ -24,13 +24,15 @@ import os
 import sys
 
 from absl import app, flags, logging
+from flax import nnx
 from ml_collections import config_flags
 
 from anchored_jax.interop.dit_import import import_dit_weights, load_dit_checkpoint
 from anchored_jax.interop.export_inference import save_inference_checkpoint
+from anchored_jax.models.sdit import SDiT
+from anchored_jax.models.sdit_config import SDiTConfig
 from anchored_jax.training.config_checks import validate_sdit_config
 from anchored_jax.training.train_state import split_model
-from anchored_jax.training.trainer import build_model
 
 SOURCES = ("dit", "lia")
 
@@ -47,7 +49,8 @@ def import_dit(config, checkpoint: str, output: str) -> dict:
     """Builds the model, imports the DiT trunk, saves; returns counts for the log."""
     validate_sdit_config(config)
     tensors = load_dit_checkpoint(checkpoint)
-    model = build_model(config, config.seed)
+    # The model a training run of this config starts from; the trunk is then overwritten.
+    model = SDiT(SDiTConfig(**config.model.to_dict()), rngs=nnx.Rngs(config.seed))
     report = import_dit_weights(model, tensors, checkpoint)
     _, params = split_model(model)
     save_inference_checkpoint(output, config, params)
@@ -81,14 +84,16 @@ def main(argv):
         if not FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
     output = os.path.abspath(FLAGS.output)
+    run = import_lia if argv[1] == "lia" else import_dit
+    try:
+        summary = run(FLAGS.config, FLAGS.checkpoint, output)
+    except (ValueError, OSError, ImportError) as e:
+        # Refused or broken weight files, bad keys or shapes, a bad config, unreadable or
+        # existing output: one line, never a traceback.
+        sys.exit(f"error: {e}")
     if argv[1] == "lia":
-        try:
-            summary = import_lia(FLAGS.config, FLAGS.checkpoint, output)
-        except (ValueError, OSError) as e:  # bad keys or shapes, unreadable or existing files
-            sys.exit(f"error: {e}")
         print(f"imported {summary['imported']} LIA generator arrays into {output}")
         return
-    summary = import_dit(FLAGS.config, FLAGS.checkpoint, output)
     logging.info("DiT import: %s", summary)
     print(f"imported {summary['imported']} parameters into {output}; {summary}")
 

@@ -62,14 +62,25 @@ class Solver:
         """One step `x_t -> x_{t_prev}`; `t`, `t_prev` prefix-shaped like `x_t` (`t_BK`).
 
         Where `t_prev < 0` the step lands on the x0 estimate. `noise` (shaped like `x_t`) is
-        needed when `needs_noise`.
+        needed when `needs_noise`. A learned-sigma model's output (2C channels: the
+        prediction, then the variance interpolation) steps with its first C channels.
         """
+        model_out = prediction_channels(model_out, x_t)
         if self.sampler == "ddim":
             return ddim_step(
                 self.prediction, schedule, x_t, t, t_prev, model_out, self.eta, noise,
                 self.clip_x0,
             )  # fmt: skip
         return ddpm_step(self.prediction, schedule, x_t, t, model_out, noise, t_prev, self.clip_x0)
+
+
+def prediction_channels(model_out: jax.Array, x_t: jax.Array) -> jax.Array:
+    """The model's prediction for `x_t`: all of `model_out`, or the first C of a learned-sigma
+    head's 2C channels (as DiT's own sampling splits its output; facebookresearch/DiT)."""
+    C = x_t.shape[-1]
+    if model_out.shape[-1] == 2 * C and model_out.shape[:-1] == x_t.shape[:-1]:
+        return model_out[..., :C]
+    return model_out
 
 
 def hold_known_times(

@@ -31,6 +31,7 @@ from anchored_jax.diffusion.schedules import make_schedule
 from anchored_jax.interop.export_inference import config_json
 from anchored_jax.models.sdit_config import SDiTConfig
 from anchored_jax.sampling.denoise_loop import sample
+from anchored_jax.sampling.sampler_settings import SamplerSettings
 
 FUNCTION_FILE = "function.jax_export"
 PARAMS_FILE = "params.npz"
@@ -110,11 +111,16 @@ def make_sampler_fn(
     params: nnx.State,
     config: ml_collections.ConfigDict,
     num_steps: int,
+    clip_x0: bool | None = None,
 ):
     """`(params_by_name, inputs) -> x0_BKHWC`: deterministic DDIM (eta 0) from given noise.
 
-    Frames in `known_mask_BK` (e.g. the reenactment source) are held clean at t=0.
+    Frames in `known_mask_BK` (e.g. the reenactment source) are held clean at t=0; x0
+    estimates are clipped to [-1, 1] only with `clip_x0` (pixels, not latents); None takes
+    the run's `sampling.clip_x0`.
     """
+    if clip_x0 is None:
+        clip_x0 = SamplerSettings.from_config(config).clip_x0
     rebuild = _rebuild(params)
     schedule = make_schedule(config.diffusion.schedule, config.diffusion.num_timesteps)
 
@@ -132,6 +138,7 @@ def make_sampler_fn(
             num_steps=num_steps,
             prediction=config.diffusion.prediction,
             sampler="ddim",
+            clip_x0=clip_x0,
             known_x0=inputs["known_x0_BKHWC"],
             known_mask=inputs["known_mask_BK"],
         )
@@ -193,17 +200,28 @@ def export_forward(graphdef, params, config, directory, *, batch, frames, platfo
 
 
 def export_sampler(
-    graphdef, params, config, directory, *, batch, frames, num_steps, platforms=None
-):
-    """The full DDIM sampler (`num_steps` model calls in one scan) at fixed shapes."""
+    graphdef, params, config, directory, *, batch, frames, num_steps, clip_x0=None,
+    platforms=None,
+):  # fmt: skip
+    """The full DDIM sampler (`num_steps` model calls in one scan) at fixed shapes.
+
+    clip_x0: clip x0 estimates to [-1, 1]; None takes the run's `sampling.clip_x0`. The
+      manifest records it, so a served sampler says how it was built.
+    """
     model = SDiTConfig(**config.model.to_dict())
+    if clip_x0 is None:
+        clip_x0 = SamplerSettings.from_config(config).clip_x0
     return export_function(
-        make_sampler_fn(graphdef, params, config, num_steps),
+        make_sampler_fn(graphdef, params, config, num_steps, bool(clip_x0)),
         params,
         sampler_input_specs(model, batch, frames),
         directory,
         kind="sdit_ddim_sampler",
         config=config,
         platforms=platforms,
-        extra={"num_steps": num_steps, "prediction": config.diffusion.prediction},
+        extra={
+            "num_steps": num_steps,
+            "prediction": config.diffusion.prediction,
+            "clip_x0": bool(clip_x0),
+        },
     )

@@ -8,6 +8,7 @@ dict. `read_state_dict` loads one without unpickling arbitrary objects (`torch.l
 constants here and are skipped. `lia_state_dict` is the inverse, for export.
 """
 
+import argparse
 import os
 from collections.abc import Iterator, Mapping
 
@@ -49,7 +50,9 @@ def read_state_dict(path: str, entry: str | None = None) -> dict[str, np.ndarray
                 f"{path}: reading torch files needs torch (pip install torch), or convert "
                 "the state dict to .safetensors"
             ) from None
-        loaded = read_torch_weights_only(path)
+        # LIA's trainer saves its argparse options beside the weights ({gen, dis, g_optim,
+        # d_optim, args}); Namespace is the one class admitted (wyhsirius/LIA, train.py).
+        loaded = read_torch_weights_only(path, allowed=(argparse.Namespace,))
         if entry is not None:
             if not isinstance(loaded, Mapping) or entry not in loaded:
                 raise ValueError(f"{path}: expected a checkpoint with a {entry!r} entry")

@@ -57,17 +57,33 @@ def check_layout(
 
 
 def _refusal_reason(error: Exception) -> str:
-    """The line of torch's long weights-only message that says what it refused."""
+    """What torch's weights-only loader refused, without its advice to API users.
+
+    torch words this differently by case: a "WeightsUnpickler error: ..." line for a class
+    it could allow-list, a bare "... unsupported GLOBAL posix.system ..." line for a blocked
+    module. Its advice (re-run with weights_only=False, call add_safe_globals) is dropped: a
+    command-line user cannot act on it, and the first would run the file's code.
+    """
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     for i, line in enumerate(lines):
         if "WeightsUnpickler error:" in line:
             reason = line.split("WeightsUnpickler error:", 1)[1].strip()
-            return reason or (lines[i + 1] if i + 1 < len(lines) else line)
-    return lines[0] if lines else type(error).__name__
+            reason = reason or (lines[i + 1] if i + 1 < len(lines) else line)
+            return reason.split(" Please use ", 1)[0].rstrip(".")
+    for line in lines:
+        if "GLOBAL" in line or "unsupported" in line.lower():
+            return line.rstrip(".")
+    advice = ("Weights only load failed", "Check the documentation", "(1)", "(2)")
+    plain = [line for line in lines if not line.startswith(advice)]
+    return (plain or lines or [type(error).__name__])[0].rstrip(".")
 
 
-def read_torch_weights_only(path: str):
-    """`torch.load(weights_only=True)`: tensors and plain containers, never pickled code."""
+def read_torch_weights_only(path: str, allowed: tuple[type, ...] = ()):
+    """`torch.load(weights_only=True)`: tensors and plain containers, never pickled code.
+
+    allowed: classes admitted beyond those (`safe_globals`), e.g. `argparse.Namespace` for
+      the training arguments LIA's checkpoints carry; nothing else is ever added.
+    """
     try:
         import torch
     except ImportError as e:
@@ -76,11 +92,14 @@ def read_torch_weights_only(path: str):
             "a .safetensors file needs only numpy"
         ) from e
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError and others for non-tensor content
         raise ValueError(
-            f"{path}: not a plain tensor checkpoint (torch.load with weights_only=True "
-            f"refused it: {_refusal_reason(e)})"
+            f"{path}: not a plain tensor checkpoint, refused without running it "
+            f"(torch.load with weights_only=True refused it: {_refusal_reason(e)}); if you "
+            "trust the file, re-save its state dict (torch.save(model.state_dict(), path)) "
+            "or convert it to .safetensors"
         ) from e
 
 

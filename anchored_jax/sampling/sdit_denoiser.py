@@ -55,7 +55,8 @@ def make_sdit_denoiser(
       shared by every segment.
     identity_mix: optional `(identity_b, w)`: condition on the interpolation of the two
       identities' embeddings instead (w=0 is `identity`, w=1 is `identity_b`).
-    cond_C: a dict with `times_SK`, `landmarks_SKLC` and `frame_mask_SK` for the chunk.
+    cond_C: a dict with `times_SK`, `landmarks_SKLC` and `frame_mask_SK` for the chunk; a
+      condition the model does not use may be None or absent.
     """
     source = identity
     if identity_mix is not None:
@@ -75,7 +76,11 @@ def make_sdit_denoiser(
         C = x_CKHWC.shape[0]
 
         def tile(a):
-            return jnp.concatenate([a] * n_branches, axis=0) if n_branches > 1 else a
+            # A condition the model has switched off (a class-label DiT's times and
+            # landmarks) comes as None and stays None in every branch.
+            if a is None or n_branches == 1:
+                return a
+            return jnp.concatenate([a] * n_branches, axis=0)
 
         drop_id_B = jnp.repeat(jnp.asarray([drops[b][0] for b in branches]), C)
         drop_lm_B = jnp.repeat(jnp.asarray([drops[b][1] for b in branches]), C)
@@ -83,12 +88,12 @@ def make_sdit_denoiser(
         out_BKHWC = model(
             tile(x_CKHWC),
             tile(t_CK),
-            tile(cond_C["times_SK"]),
-            tile(cond_C["landmarks_SKLC"]),
+            tile(cond_C.get("times_SK")),
+            tile(cond_C.get("landmarks_SKLC")),
             identity_B,
             drop_identity_B=drop_id_B if n_branches > 1 else None,
             drop_landmarks_B=drop_lm_B if n_branches > 1 else None,
-            frame_mask_BK=tile(cond_C["frame_mask_SK"]),
+            frame_mask_BK=tile(cond_C.get("frame_mask_SK")),
         ).astype(jnp.float32)
         if n_branches == 1:
             return out_BKHWC
