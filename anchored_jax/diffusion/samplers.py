@@ -1,9 +1,9 @@
 """Single reverse-diffusion steps (DDIM, DDPM) and the timestep spacing a sampler walks.
 
-These are the per-step maths only; `anchored_jax.sampling.denoise_loop` runs them in a jitted
-loop. Timesteps are prefix-shaped per frame (`t_BK` for `x_BKHWC`), so frames at different
-noise levels (a clean anchor among noisy frames) step together. A `t_prev` below 0 means
-"the step that lands on x0".
+These are the per-step maths only; `diffusion.reverse_step.Solver` picks one per setting and
+`reverse_scan` runs it in a jitted loop, for every sampler. Timesteps are prefix-shaped per
+frame (`t_BK` for `x_BKHWC`), so frames at different noise levels (a clean anchor among noisy
+frames) step together. A `t_prev` below 0 means "the step that lands on x0".
 """
 
 from __future__ import annotations
