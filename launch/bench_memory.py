@@ -36,6 +36,7 @@ def step_memory_bytes(size: str, frames: int, remat: str, devices: int, per_devi
     import jax
     import numpy as np
 
+    from anchored_jax.evaluation.step_timing import StepProgram
     from anchored_jax.parallel.logical_sharding import use_rules
     from anchored_jax.training.sdit_setup import MODEL_INPUTS, make_sdit_setup
     from configs import sdit
@@ -61,7 +62,7 @@ def step_memory_bytes(size: str, frames: int, remat: str, devices: int, per_devi
     }
     key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=setup.replicated)
     with jax.set_mesh(setup.mesh), use_rules(setup.rules):
-        compiled = setup.train_step.lower(setup.restore_target(), batch, key).compile()
+        compiled = StepProgram(setup.train_step).lower(setup.restore_target(), batch, key).compile()
     mem = compiled.memory_analysis()
     return (
         mem.temp_size_in_bytes

@@ -5,7 +5,28 @@ warm-up; `launch.benchmark train`, `cpu` and `scaling` print its figures with `p
 Random inputs keep the input pipeline out of the figures.
 """
 
+import functools
 import time
+
+
+class StepProgram:
+    """The setup's jitted train step as `(state, batch, key)` with `trace`, `lower` and calls.
+
+    The training loop binds the step's frozen inputs with `functools.partial`; this reaches
+    the jitted function underneath so a benchmark can trace and compile it.
+    """
+
+    def __init__(self, train_step):
+        if isinstance(train_step, functools.partial) and hasattr(train_step.args[0], "trace"):
+            self._jitted, self.extra = train_step.args[0], train_step.args[1:]
+        else:
+            self._jitted, self.extra = train_step, ()
+
+    def trace(self, state, batch, key):
+        return self._jitted.trace(state, batch, key, *self.extra)
+
+    def lower(self, state, batch, key):
+        return self._jitted.lower(state, batch, key, *self.extra)
 
 
 def random_batch(config, batch_size: int, rng):
@@ -69,15 +90,16 @@ def measure_train_step(config, steps: int) -> dict:
         batch = setup.to_device(random_batch(config, batch_size, np.random.default_rng(0)))
         key = jax.random.key(0)
         t0 = time.perf_counter()
-        traced = setup.train_step.trace(state, batch, key)
+        program = StepProgram(setup.train_step)
+        traced = program.trace(state, batch, key)
         compiled = traced.lower().compile()
         compile_s = time.perf_counter() - t0
-        state, metrics = compiled(state, batch, key)  # Warm-up.
+        state, metrics = compiled(state, batch, key, *program.extra)  # Warm-up.
         jax.block_until_ready(metrics)
         times = []
         for i in range(steps):
             t0 = time.perf_counter()
-            state, metrics = compiled(state, batch, jax.random.fold_in(key, i))
+            state, metrics = compiled(state, batch, jax.random.fold_in(key, i), *program.extra)
             jax.block_until_ready(metrics)
             times.append(time.perf_counter() - t0)
         step_s = sum(times) / steps

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anchored_jax.evaluation.step_timing import random_batch
+from anchored_jax.evaluation.step_timing import StepProgram, random_batch
 from configs import sdit as sdit_config
 from launch.bench_cpu import make_dit_equivalent, step_dots, time_step_dots
 
@@ -55,7 +55,7 @@ def test_sdit_step_dots_match_the_analytic_flop_count():
     with jax.set_mesh(setup.mesh), use_rules(setup.rules):
         state = setup.init_state()
         batch = setup.to_device(random_batch(config, 2, np.random.default_rng(0)))
-        jaxpr = setup.train_step.trace(state, batch, jax.random.key(0)).jaxpr
+        jaxpr = StepProgram(setup.train_step).trace(state, batch, jax.random.key(0)).jaxpr
     dots = step_dots(jaxpr)
     model = SDiTConfig(**config.model.to_dict())
     analytic = 2 * sdit_train_flops_per_example(model, 1)
