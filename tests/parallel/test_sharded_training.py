@@ -1,4 +1,5 @@
-"""Sharded sDiT training on 8 simulated CPU devices matches one device, and reshards on restore."""
+"""Sharded training on 8 simulated CPU devices matches one device (the sDiT on four meshes, the
+animator and the LMDM on data x fsdp), and a checkpoint reshards on restore."""
 
 import jax
 import ml_collections
@@ -8,6 +9,7 @@ import pytest
 from anchored_jax.parallel.logical_sharding import use_rules
 from anchored_jax.parallel.mesh import MeshError, build_mesh
 from anchored_jax.training.checkpointing import RunCheckpoints
+from anchored_jax.training.loop import build_setup
 from anchored_jax.training.sdit_setup import make_sdit_setup
 from configs import sdit
 
@@ -114,3 +116,51 @@ def test_mesh_that_does_not_fit_the_devices_is_one_clear_error():
         build_mesh(two_unknown)
     inferred = build_mesh(ml_collections.ConfigDict(dict(ici=dict(data=-1, tensor=2))))
     assert dict(inferred.shape) == dict(data=4, fsdp=1, tensor=2, sequence=1)
+
+
+# --- LEO's animator and LMDM run through the same loop setup: data x fsdp matches one device.
+LEO_MESHES = {
+    "1 device": dict(num_devices=1, ici=dict(data=1, fsdp=1, tensor=1, sequence=1)),
+    "2 data x 4 fsdp": dict(num_devices=-1, ici=dict(data=2, fsdp=4, tensor=1, sequence=1)),
+}
+
+
+def _leo_steps(task, mesh_name, batches):
+    """Losses of consecutive steps of `task` on a mesh, and the final state on the host."""
+    task.config.mesh = ml_collections.ConfigDict(LEO_MESHES[mesh_name])
+    setup = build_setup(task)
+    losses = []
+    with jax.set_mesh(setup.mesh), use_rules(setup.rules):
+        state = setup.init_state()
+        for i, batch in enumerate(batches):
+            state, metrics = setup.train_step(state, setup.to_device(batch), jax.random.key(i))
+            losses.append(float(metrics["loss"]))
+    assert setup.mesh.size == (1 if mesh_name == "1 device" else 8)
+    return losses, host(state)
+
+
+def _compare_leo(make_task, batches):
+    ref_losses, ref_state = _leo_steps(make_task(), "1 device", batches)
+    losses, state = _leo_steps(make_task(), "2 data x 4 fsdp", batches)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    assert ref_losses[-1] != ref_losses[0]  # the steps did train
+    for got, want in zip(state, ref_state, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_animator_on_data_x_fsdp_matches_one_device():
+    from anchored_jax.training.tasks.animator import AnimatorTask
+    from tests.training.test_leo_animator_step import pair_batch, tiny_config
+
+    batches = [{k: np.asarray(v) for k, v in pair_batch(B=8, seed=s).items()} for s in range(3)]
+    _compare_leo(lambda: AnimatorTask(tiny_config(gan_weight=0.1)), batches)
+
+
+def test_lmdm_on_data_x_fsdp_matches_one_device():
+    from anchored_jax.training.tasks.lmdm import LmdmTask
+    from tests.training.test_leo_lmdm import _tiny_config
+
+    rng = np.random.default_rng(0)
+    codes = np.cumsum(rng.normal(0, 0.1, (3, 16, 8, 20)), axis=2).astype(np.float32)
+    batches = [{"codes_BLM": c} for c in codes]
+    _compare_leo(lambda: LmdmTask(_tiny_config()), batches)

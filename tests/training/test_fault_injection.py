@@ -60,7 +60,7 @@ OVERRIDES = {
     "logging.sample_steps": 1,
 }
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # orbax writes step N here, then renames it to N
-LOGGED_STEP = re.compile(r"\] \[(\d+)\] train_grad_norm=")
+LOGGED_STEP = re.compile(r"\] \[(\d+)\] train_\w+=")
 START_STEP = re.compile(r"starting at step (\d+) of")
 
 
@@ -88,7 +88,15 @@ def compile_cache(tmp_path_factory):
 class Training:
     """One `python -m launch.train` process; its log goes to a file the test polls."""
 
-    def __init__(self, workdir: Path, log_path: Path, cache: Path, *flags: str):
+    def __init__(
+        self,
+        workdir: Path,
+        log_path: Path,
+        cache: Path,
+        *flags: str,
+        config: str = "configs/sdit.py:tiny",
+        overrides: dict = OVERRIDES,
+    ):
         self.workdir, self.log_path = workdir, log_path
         self.started_ns = time.time_ns()
         env = dict(
@@ -100,9 +108,9 @@ class Training:
             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
         )
         env.pop("XLA_FLAGS", None)  # one CPU device, not the tests' eight
-        command = [sys.executable, "-m", "launch.train", "--config", "configs/sdit.py:tiny"]
+        command = [sys.executable, "-m", "launch.train", "--config", config]
         command += [f"--workdir={workdir}", *flags]
-        command += [f"--config.{name}={value}" for name, value in OVERRIDES.items()]
+        command += [f"--config.{name}={value}" for name, value in overrides.items()]
         with open(log_path, "w") as log:
             self.proc = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -338,3 +346,86 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint_intact(tmp_path
         checkpoints.wait_until_finished()
     assert checkpoints_on_disk(tmp_path) == ([2, 4], [])
     checkpoints.close()
+
+
+# LEO's animator and LMDM train through the same loop: SIGTERM saves the step reached, exits 0,
+# and the resumed run logs exactly the losses of an uninterrupted one.
+LEO_RUNS = {
+    "animator": (
+        "configs/animator.py:tiny",
+        {
+            "data.image_size": 32,
+            "data.num_train_identities": 2,
+            "data.num_test_identities": 1,
+            "data.videos_per_identity": 2,
+            "model.style_dim": 16,
+            "model.motion_dim": 4,
+            "model.channel_base": 256,
+            "model.max_channels": 8,
+            "training.batch_size": 4,
+            "training.num_steps": 16,
+            "checkpoint.every_steps": 2,
+            "logging.log_every_steps": 1,
+            "logging.eval_every_steps": 1000,
+            "logging.eval_videos": 1,
+            "logging.eval_frames": 2,
+        },
+    ),
+    "lmdm": (
+        "configs/lmdm.py:tiny",
+        {
+            "data.num_train_identities": 4,
+            "data.num_test_identities": 2,
+            "data.videos_per_identity": 2,
+            "data.video_frames": 24,
+            "model.length": 8,
+            "model.width": 32,
+            "model.depth": 1,
+            "model.num_heads": 2,
+            "diffusion.num_timesteps": 100,
+            "diffusion.sample_steps": 2,
+            "training.batch_size": 16,
+            "training.num_steps": 16,
+            "training.warmup_steps": 2,
+            "checkpoint.every_steps": 2,
+            "logging.log_every_steps": 1,
+            "logging.eval_sequences": 4,
+            "logging.chain_frames": 8,
+            "logging.chain_sequences": 1,
+        },
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(LEO_RUNS))
+def test_leo_tasks_sigterm_and_resume_log_the_uninterrupted_losses(task, tmp_path, compile_cache):
+    config, overrides = LEO_RUNS[task]
+    steps = overrides["training.num_steps"]
+
+    def start(name):
+        return Training(
+            tmp_path / name, tmp_path / f"{name}.log", compile_cache, config=config,
+            overrides=overrides,
+        )  # fmt: skip
+
+    reference = start("reference")
+    assert reference.finish() == 0, reference.log()[-3000:]
+    run = start("run")
+    assert run.wait_for(lambda: run.last_logged_step() >= 4), run.log()[-3000:]
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.finish(timeout=120) == 0, run.log()[-3000:]
+    finished, partial = checkpoints_on_disk(tmp_path / "run")
+    (events,) = (tmp_path / "run").glob("events.out.tfevents.*")
+    reached = max(logged_losses(events))
+    assert 4 <= reached < steps and finished[-1] == reached and not partial
+    again = start("run")
+    assert again.finish() == 0, again.log()[-3000:]
+    assert again.start_step() == reached
+    (reference_events,) = (tmp_path / "reference").glob("events.out.tfevents.*")
+    expected = logged_losses(reference_events)
+    assert sorted(expected) == list(range(1, steps + 1))
+    seen = {}
+    for events in sorted((tmp_path / "run").glob("events.out.tfevents.*")):
+        seen.update(logged_losses(events))
+    assert seen == expected  # bitwise: the same float32 at every step
