@@ -20,6 +20,7 @@ import json
 import logging as py_logging
 import os
 import shutil
+import sys
 from typing import Any
 
 import jax
@@ -112,6 +113,20 @@ def describe_mismatch(saved: dict, wanted: dict, limit: int = 8) -> str:
     return "; ".join(parts)
 
 
+def _drop_closed_event_loop_noise(previous_hook):
+    """After a failed background write, orbax's threads report `Event loop is closed` once per
+    pending array (hundreds of tracebacks); the CheckpointSaveError line already says it."""
+
+    def hook(unraisable):
+        error = unraisable.exc_value
+        if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+            return
+        previous_hook(unraisable)
+
+    hook.drops_event_loop_noise = True
+    return hook
+
+
 class RunCheckpoints:
     """Saves and restores one run's checkpoints under `workdir/checkpoints`."""
 
@@ -134,6 +149,8 @@ class RunCheckpoints:
         )
         self.max_to_keep = checkpoint.max_to_keep
         self._writing: int | None = None  # the step an asynchronous save is still writing
+        if not getattr(sys.unraisablehook, "drops_event_loop_noise", False):
+            sys.unraisablehook = _drop_closed_event_loop_noise(sys.unraisablehook)
         for handler in py_logging.getLogger().handlers + [logging.get_absl_handler()]:
             if not any(isinstance(f, _OrbaxNoise) for f in handler.filters):
                 handler.addFilter(_OrbaxNoise())

@@ -274,11 +274,12 @@ def train(
         write_outputs(step, metrics, images)
         if is_main:
             with open(os.path.join(workdir, EVAL_LOG), "a") as f:
-                f.write(json.dumps({"step": step, **metrics}) + "\n")
+                f.write(json.dumps({"step": step, **metrics}, default=float) + "\n")
         return {**metrics, "eval_step": step}
 
     def write_outputs(step: int, metrics: dict, images: dict) -> None:
-        scalars = {k: v for k, v in metrics.items() if isinstance(v, float | int)}
+        numbers = (float, int, np.floating, np.integer)
+        scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, numbers)}
         if scalars:
             writer.write_scalars(step, scalars)
         for tag, (relpath, image) in images.items():  # uint8 [H, W, 3] figures
