@@ -178,7 +178,7 @@ def local_command(command: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args, train_args = parse(sys.argv[1:] if argv is None else argv)
     if args.target == "local":
-        from launch.local_processes import run_local
+        from anchored_jax.parallel.local_processes import run_local
 
         return run_local(
             local_command(train_args),

@@ -21,7 +21,6 @@ SEAM = "anchored_jax.evaluation.keypoint_metrics"
 TRAIN_TASKS = {"launch.train_sdit", "launch.train_animator", "launch.train_lmdm"}
 # Expected failures in files other owners are changing now; each entry names what is left.
 PENDING = {
-    "launch/cluster.py": "launch.cluster still imports launch.local_processes",
     "anchored_jax/training/config_checks.py": "config_checks reads the data config through "
     "data_pipelines.pipeline; the data checks move out of the library",
 }

@@ -69,7 +69,7 @@ def test_bad_local_arguments_are_one_clear_error(argv, message, capsys):
 
 
 def test_local_process_environment_names_the_job_and_its_devices():
-    from launch.local_processes import process_env
+    from anchored_jax.parallel.local_processes import process_env
 
     env = process_env(
         1, 2, 4321, 4, base={"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --a"}
