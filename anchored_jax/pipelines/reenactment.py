@@ -12,10 +12,11 @@ decoded.
 caller that writes each window as it comes holds one window in memory whatever the video's
 length. Segments that share a clean known anchor do not interact (the anchor is held, not
 averaged), so a window is exactly the sampler run on its own segments; a video of at most one
-window is the single batched run, bit for bit. Each later window draws its starting noise
-from `fold_in(key, window)`. Methods whose segments do interact (a generated anchor, the
-autoregressive chain) and plans whose segments interleave in time (strided, random) run as one
-batch, whose memory grows with the length.
+window is the single batched run, bit for bit. Each later window draws its frames' own
+starting noise afresh, but keeps the video's common noise component (`noise_correlation`), so
+windows do not change the look of the video at their boundaries. Methods whose segments do
+interact (a generated anchor, the autoregressive chain) and plans whose segments interleave in
+time (strided, random) run as one batch, whose memory grows with the length.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def stream_reenactment(
             prediction=config.diffusion.prediction, plan=sub,
             landmarks_TLC=landmarks_TLC[frames], frame_times_T=times_T[frames],
             identity=source_model, source_HWC=source_model, settings=settings,
-            key=key if w == 0 else jax.random.fold_in(key, w), progress=progress,
+            key=key, window=w, progress=progress,
             mesh=sampler_mesh(devices, sub.num_segments),
         )  # fmt: skip
         # Every window repeats the anchor as its frame 0; only the first one emits it.

@@ -211,6 +211,7 @@ def shared_anchor_noise(
     *,
     shared: bool = True,
     correlation: float = 0.0,
+    window: int = 0,
 ) -> jax.Array:
     """Starting noise with one draw for the anchor slot, repeated in every segment.
 
@@ -218,8 +219,12 @@ def shared_anchor_noise(
     slots are the same numbers either way, so methods differ only in how they treat slot 0.
     `correlation` c mixes a common draw into every slot: sqrt(c) * common + sqrt(1 - c) * own,
     still unit variance per element; common to the whole video, or per segment if not shared.
+    `window` > 0 names a later window of a video sampled a window of segments at a time: its
+    frames draw their own noise, while the anchor and the common draw stay the video's.
     """
     k_frames, k_anchor, k_common = jax.random.split(key, 3)
+    if window:
+        k_frames = jax.random.fold_in(k_frames, window)
     noise = jax.random.normal(k_frames, shape_SKHWC, jnp.float32)
     if shared:
         anchor = jax.random.normal(k_anchor, shape_SKHWC[2:], jnp.float32)

@@ -206,6 +206,7 @@ def sampler_call(
     source_HWC: np.ndarray | None = None,
     identity_mix: tuple[np.ndarray, float] | None = None,
     mesh: Mesh | None = None,
+    window: int = 0,
 ):
     """The compiled sampler, its progress relay and its arguments (see `generate_video`)."""
     if settings.anchor == "known" and settings.method != "independent" and source_HWC is None:
@@ -218,12 +219,14 @@ def sampler_call(
     S, K = plan.frame_index_SK.shape
     frame_shape = tuple(np.shape(source_HWC if source_HWC is not None else identity))
     noise_key, loop_key = jax.random.split(key)
+    if window:
+        loop_key = jax.random.fold_in(loop_key, window)
     # The same key gives the same noise for every method and edit: edits differ only in the
     # conditions. A shared anchor starts from one draw; the independent baseline's segments
     # each draw their own slot 0, as separately sampled clips would.
     noise_SKHWC = shared_anchor_noise(
         noise_key, (S, K) + frame_shape, shared=settings.method != "independent",
-        correlation=settings.noise_correlation,
+        correlation=settings.noise_correlation, window=window,
     )  # fmt: skip
     cond_S = dict(
         times_SK=jnp.asarray(inputs.times_SK),
@@ -266,7 +269,8 @@ def generate_video(
     Keyword inputs: `prediction`, `landmarks_TLC` `[T, L, 3]`, `frame_times_T` (seconds),
     `identity` (the identity condition: a source image `[H, W, C]` or an embedding vector),
     `key`, optionally `identity_mix=(identity_b, w)` to condition on the interpolated
-    identity embedding, and `mesh` (see `sampler_mesh`) to split the segments over devices.
+    identity embedding, `mesh` (see `sampler_mesh`) to split the segments over devices, and
+    `window` (see `shared_anchor_noise`) when the plan is one window of a longer video.
     source_HWC: the known anchor frame (required for a known anchor and `autoregressive`);
       it becomes output frame `plan.anchor`.
     progress: called with each finished step (or, for `autoregressive`, segment) index.

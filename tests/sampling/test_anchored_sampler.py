@@ -219,6 +219,17 @@ def test_correlated_starting_noise_is_unit_variance_with_the_asked_correlation()
     assert abs(np.corrcoef(own[3, 1].ravel(), own[40, 2].ravel())[0, 1]) < 0.1
 
 
+def test_a_later_window_keeps_the_videos_anchor_and_common_draw():
+    shape = (64, 4, 16, 16, 3)
+    first = np.asarray(shared_anchor_noise(jax.random.key(0), shape, correlation=0.8))
+    later = np.asarray(shared_anchor_noise(jax.random.key(0), shape, correlation=0.8, window=3))
+    np.testing.assert_array_equal(later[:, 0], first[:, 0])  # the same anchor draw
+    # Frames of different windows share the common draw as frames of one window do, and their
+    # own draws differ.
+    assert abs(np.corrcoef(first[3, 1].ravel(), later[40, 2].ravel())[0, 1] - 0.8) < 0.05
+    assert np.abs(first[:, 1:] - later[:, 1:]).mean() > 0.2
+
+
 def test_settled_anchor_is_generated_first_then_held_by_every_segment(monkeypatch):
     from anchored_jax.sampling import video_generation
     from anchored_jax.sampling.video_generation import settle_anchor
