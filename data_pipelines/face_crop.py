@@ -32,6 +32,20 @@ def read_photo(path: str) -> np.ndarray:
         raise ValueError(f"{path}: {reason}") from None
 
 
+def crop_at_points(
+    image_HWC: np.ndarray, points_LC: np.ndarray, size: int, *, margin: float = CropSettings.margin
+) -> FaceCrop:
+    """The crop of one image around its FaceMesh points (normalised to the image)."""
+    height, width = image_HWC.shape[:2]
+    settings = CropSettings(size=size, margin=margin, smooth_frames=1)
+    box_3 = smoothed_boxes(points_LC[None], width, height, settings)[0]
+    return FaceCrop(
+        image_HWC=crop_frame(image_HWC, box_3, size),
+        box=tuple(float(v) for v in box_3),
+        landmarks_LC=crop_landmarks(points_LC[None], box_3[None], width, height)[0],
+    )
+
+
 def crop_face(
     image_HWC: np.ndarray,
     size: int,
@@ -44,14 +58,7 @@ def crop_face(
     points_LC = image_landmarks(image_HWC, landmarker)
     if points_LC is None:
         raise ValueError(f"{where}: no face found (FaceMesh); use a photo with one visible face")
-    height, width = image_HWC.shape[:2]
-    settings = CropSettings(size=size, margin=margin, smooth_frames=1)
-    box_3 = smoothed_boxes(points_LC[None], width, height, settings)[0]
-    return FaceCrop(
-        image_HWC=crop_frame(image_HWC, box_3, size),
-        box=tuple(float(v) for v in box_3),
-        landmarks_LC=crop_landmarks(points_LC[None], box_3[None], width, height)[0],
-    )
+    return crop_at_points(image_HWC, points_LC, size, margin=margin)
 
 
 def load_source_image(

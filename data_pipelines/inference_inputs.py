@@ -1,15 +1,22 @@
 """The inputs of the inference commands, read from files or held-out synthetic videos.
 
 - `load_source_image`: the source (known anchor) of reenactment and animation, `[H, W, 3]` in
-  [-1, 1]: an image file of the model's frame size, or `synthetic:<id>`, frame 0 of a held-out
-  synthetic video;
+  [-1, 1]: an image file (used as is at the model's frame size; any other photo has its face
+  found with FaceMesh, cropped as training clips are and resized, `face_crop`), or
+  `synthetic:<id>`, frame 0 of a held-out synthetic video;
 - `load_driving_track`: the landmark track that drives a reenactment: a `.npz` landmark file,
   a `.npy` `[T, L, 3]` array, or `synthetic:<id>` (whose real frames are then read lazily,
-  a window at a time, so a long track costs no memory up front);
-- `load_driving_frames`: what drives the LEO animator: a video file, a folder of frames, a
-  motion-code `.npz`, or `synthetic:<id>`.
+  a window at a time, so a long track costs no memory up front). A FaceMesh track driving a
+  68-point model is converted to iBUG-68 order (`landmark_layouts`);
+- `extract_driving_landmarks`: a driving *video* turned into such a landmark file, beside the
+  output, with a progress bar;
+- `load_driving_frames`: what drives the LEO animator: a video file (face-cropped per frame as
+  `prepare_data` crops training clips, unless already at the animator's size), a folder of
+  frames, a motion-code `.npz`, or `synthetic:<id>`.
 
-Every bad input raises `InputError`, one line naming the flag and the file.
+The `read_*` functions do the face work before any model is loaded, so a photo or video
+without a face is refused before the model's load and compile. Every bad input raises
+`InputError`, one line naming the flag and the file.
 """
 
 from __future__ import annotations
@@ -21,12 +28,17 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from data_pipelines.landmark_files import load_landmarks
+from data_pipelines.landmark_files import load_landmarks, save_landmarks
+from data_pipelines.landmark_layouts import to_model_layout
 from data_pipelines.sources import SyntheticFaceSource
 
 SYNTHETIC_PREFIX = "synthetic:"
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEFAULT_SYNTHETIC_FRAMES = 256  # a synthetic driving video's length when --frames is not given
+LANDMARK_SUFFIXES = (".npz", ".npy")
+# Side of driving-video face crops made before the animator (and so its size) is loaded;
+# resized to the animator's side after. LIA's own frame size.
+PRELOAD_CROP_SIZE = 256
 
 
 class InputError(ValueError):
@@ -69,25 +81,106 @@ def check_frames(frames: int | None, flag: str = "--frames", lowest: int = 2) ->
         raise InputError(f"{flag}: expected at least {lowest} frames, got {frames}")
 
 
-def load_source_image(spec: str, config, flag: str = "--source") -> np.ndarray:
-    """The source as float32 `[H, W, 3]` in [-1, 1], checked against the model's frame size."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class SourcePhoto:
+    """A source image file read before the model is loaded: its pixels and, unless it is
+    already at the model's size, its face (FaceMesh points normalised to the image; None when
+    no face was found, which `at_size` refuses unless the image needs no crop)."""
+
+    path: str
+    flag: str
+    image_HWC: np.ndarray  # uint8
+    points_LC: np.ndarray | None
+
+    def at_size(self, size: int) -> np.ndarray:
+        """float32 `[size, size, 3]` in [-1, 1]: the image as is, or its face crop."""
+        height, width = self.image_HWC.shape[:2]
+        if (height, width) == (size, size):
+            return to_unit_range(self.image_HWC)
+        if self.points_LC is None:
+            raise InputError(_no_face(self.flag, self.path, width, height, size))
+        from data_pipelines.face_crop import crop_at_points
+
+        return to_unit_range(crop_at_points(self.image_HWC, self.points_LC, size).image_HWC)
+
+
+def _no_face(flag: str, path: str, width: int, height: int, size: int | None) -> str:
+    wanted = f"a {size}x{size} image" if size else "an image"
+    return (
+        f"{flag} {path}: expected {wanted} (the model's frame size) or a photo with one "
+        f"visible face; no face found (FaceMesh) in this {width}x{height} image"
+    )
+
+
+def read_source_photo(
+    path: str, flag: str = "--source", size: int | None = None, landmarker=None
+) -> SourcePhoto:
+    """Reads an image file and finds its face (skipped when it is `size`x`size` already).
+
+    size: the model's frame size, or None before the model is loaded; then a faceless image
+      that is not square is refused here, and a square one is kept (it may be the model's size).
+    """
+    from data_pipelines.face_crop import read_photo
+
+    if not os.path.isfile(path):
+        raise InputError(f"{flag} {path}: no such image file")
+    try:
+        rgb = read_photo(path)
+    except ValueError as e:
+        raise InputError(f"{flag} {e}") from None
+    height, width = rgb.shape[:2]
+    if (height, width) == (size, size):
+        return SourcePhoto(path, flag, rgb, None)
+    from data_pipelines.face_landmarker import image_landmarks
+
+    points_LC = image_landmarks(rgb, landmarker)
+    if points_LC is None and (size is not None or height != width):
+        raise InputError(_no_face(flag, path, width, height, size))
+    return SourcePhoto(path, flag, rgb, points_LC)
+
+
+def load_source_image(spec: str | SourcePhoto, config, flag: str = "--source") -> np.ndarray:
+    """The source as float32 `[H, W, 3]` in [-1, 1] at the model's frame size."""
     size = config.data.image_size  # in pixels, also for a model that denoises latents
+    if isinstance(spec, SourcePhoto):
+        return spec.at_size(size)
     if spec.startswith(SYNTHETIC_PREFIX):
         video_id = synthetic_id(spec, flag)
         return to_unit_range(held_out_video(config, video_id, 1).read_frames(video_id, [0])[0])
-    if not os.path.isfile(spec):
-        raise InputError(f"{flag} {spec}: no such image file")
+    return read_source_photo(spec, flag, size).at_size(size)
+
+
+def is_video_spec(spec: str) -> bool:
+    """A driving input that is a video file (not synthetic:, not a landmark or code file)."""
+    return (
+        not spec.startswith(SYNTHETIC_PREFIX)
+        and not spec.lower().endswith(LANDMARK_SUFFIXES)
+        and os.path.isfile(spec)
+    )
+
+
+def landmarks_path_for(out: str) -> str:
+    """Where a driving video's extracted landmarks go: `<out stem>.landmarks.npz`."""
+    return f"{os.path.splitext(out)[0]}.landmarks.npz"
+
+
+def extract_driving_landmarks(
+    video: str, out: str, flag: str = "--driving", landmarker=None, progress: bool = True
+) -> str:
+    """Extracts a driving video's FaceMesh landmarks (its longest face track, in the
+    coordinates of the face crop), writes them beside `out` and returns that file's path,
+    reusable as `--driving`."""
+    from data_pipelines.face_preparation import CropSettings, driving_landmarks
+
     try:
-        with Image.open(spec) as image:
-            rgb = np.asarray(image.convert("RGB"))
-    except OSError as e:
-        raise InputError(f"{flag} {spec}: not a readable image ({e})") from None
-    if rgb.shape[:2] != (size, size):
-        raise InputError(
-            f"{flag} {spec}: expected a {size}x{size} image (the model's frame size), "
-            f"got {rgb.shape[1]}x{rgb.shape[0]}"
-        )
-    return to_unit_range(rgb)
+        # The crop side only sizes frames this call throws away; landmarks are crop-relative.
+        track = driving_landmarks(video, CropSettings(size=32), landmarker, progress=progress)
+    except ValueError as e:  # BadVideoError names the file and the reason (no face, ...)
+        raise InputError(f"{flag} {e}") from None
+    path = landmarks_path_for(out)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_landmarks(path, track.landmarks_TLC, track.fps, track.layout)
+    return path
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -128,8 +221,19 @@ def load_driving_track(
         except (OSError, ValueError) as e:
             raise InputError(f"{flag} {spec}: not a readable .npy array ({e})") from None
     else:
+        if not spec.lower().endswith(".npz"):
+            raise InputError(
+                f"{flag} {spec}: expected a video, a landmark .npz/.npy or synthetic:<id>"
+            )
         track = load_landmarks(spec)  # raises a one-line ValueError naming the file
         landmarks, fps = track.landmarks_TLC, track.fps
+        if landmarks.ndim == 3 and landmarks.shape[1] != num_landmarks:
+            try:
+                landmarks = to_model_layout(
+                    landmarks, track.layout, num_landmarks, f"{flag} {spec}"
+                )
+            except ValueError as e:
+                raise InputError(str(e)) from None
     if landmarks.ndim != 3 or landmarks.shape[1:] != (num_landmarks, 3):
         raise InputError(
             f"{flag} {spec}: expected landmarks [T, {num_landmarks}, 3] for this model, "
@@ -150,10 +254,77 @@ def _check_size(frames_THWC: np.ndarray, size: int, where: str) -> np.ndarray:
     return to_unit_range(frames_THWC)
 
 
-def load_driving_frames(spec: str, config, frames: int | None, motion_dim: int):
+@dataclasses.dataclass(frozen=True, eq=False)
+class DrivingVideo:
+    """A driving video for the animator, read before the model is loaded: its face crops at
+    `PRELOAD_CROP_SIZE`, or None for a square video, which is decided on once the animator's
+    size is known (used as is at that size, face-cropped otherwise)."""
+
+    path: str
+    crops_THWC: np.ndarray | None  # uint8
+    fps: float
+
+
+def face_crop_frames(path: str, size: int, frames: int | None, flag: str = "--driving",
+                     landmarker=None) -> tuple[np.ndarray, float]:  # fmt: skip
+    """`(uint8 [T, size, size, 3], fps)`: the video's longest face track, cropped per frame
+    around the tracked FaceMesh points with the box smoothed over time, exactly as
+    `prepare_data` crops training clips (`face_preparation.prepare_video`)."""
+    from data_pipelines.face_landmarker import FaceMeshLandmarker
+    from data_pipelines.face_preparation import CropSettings, prepare_video
+
+    try:
+        clips = prepare_video(
+            path, landmarker or FaceMeshLandmarker(), CropSettings(size=size), progress=True
+        )
+    except ValueError as e:  # BadVideoError names the file and the reason (no face, ...)
+        raise InputError(f"{flag} {e}") from None
+    clip = max(clips, key=lambda c: len(c.frames_THWC))
+    return clip.frames_THWC[:frames] if frames else clip.frames_THWC, clip.landmarks.fps
+
+
+def read_driving_video(path: str, frames: int | None, flag: str = "--driving",
+                       landmarker=None) -> DrivingVideo:  # fmt: skip
+    """Checks a driving video and, unless it is square, face-crops it (before any load)."""
+    from data_pipelines.video_decoding import probe_video
+
+    try:
+        probe = probe_video(path)
+    except ValueError as e:  # BadVideoError names the file
+        raise InputError(f"{flag} {e}") from None
+    if probe.width == probe.height:
+        return DrivingVideo(path, None, probe.fps)
+    crops, fps = face_crop_frames(path, PRELOAD_CROP_SIZE, frames, flag, landmarker)
+    return DrivingVideo(path, crops, fps)
+
+
+def _resized(frames_THWC: np.ndarray, size: int) -> np.ndarray:
+    if frames_THWC.shape[1:3] == (size, size):
+        return frames_THWC
+    return np.stack(
+        [np.asarray(Image.fromarray(f).resize((size, size), Image.LANCZOS)) for f in frames_THWC]
+    )
+
+
+def _video_frames(video: DrivingVideo, size: int, frames: int | None):
+    if video.crops_THWC is not None:
+        return to_unit_range(_resized(video.crops_THWC, size)), None, video.fps
+    from data_pipelines.video_decoding import decode_frames, probe_video
+
+    probe = probe_video(video.path)  # BadVideoError (a ValueError) names the file
+    if (probe.height, probe.width) != (size, size):
+        crops, fps = face_crop_frames(video.path, size, frames)
+        return to_unit_range(crops), None, fps
+    T = min(frames or probe.num_frames, probe.num_frames)
+    return to_unit_range(decode_frames(probe, np.arange(T))), None, probe.fps
+
+
+def load_driving_frames(spec: str | DrivingVideo, config, frames: int | None, motion_dim: int):
     """`(frames_THWC in [-1, 1] or None, codes_TM or None, fps)` of the animator's driving input."""
     check_frames(frames, lowest=1)
     size = config.data.image_size
+    if isinstance(spec, DrivingVideo):
+        return _video_frames(spec, size, frames)
     if spec.startswith(SYNTHETIC_PREFIX):
         video_id = synthetic_id(spec, "--driving")
         T = frames or 64
@@ -183,8 +354,4 @@ def load_driving_frames(spec: str, config, frames: int | None, motion_dim: int):
                 f"--driving {spec}: expected codes [T, {motion_dim}], got {codes.shape}"
             )
         return None, codes[:frames] if frames else codes, 25.0
-    from data_pipelines.video_decoding import decode_frames, probe_video
-
-    probe = probe_video(spec)  # BadVideoError (a ValueError) names the file
-    T = min(frames or probe.num_frames, probe.num_frames)
-    return _check_size(decode_frames(probe, np.arange(T)), size, spec), None, probe.fps
+    return _video_frames(DrivingVideo(spec, None, 0.0), size, frames)

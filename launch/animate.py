@@ -6,10 +6,18 @@ r"""LEO's animator: moves a source image with the motion of a driving video.
 
 - `--checkpoint`: an animator training workdir (`launch.train --config configs/animator.py`),
   or a directory written by `python -m launch.import_weights lia` (LIA's weights);
-- `--source`: an image of the animator's frame size, or `synthetic:<id>` (frame 0 of a held-out
-  synthetic video); omitted with a synthetic driving video, that video's frame 0;
-- `--driving`: a video file, a folder of frame images (file-name order), `synthetic:<id>`, or
-  a motion-code file (`.npz` with `codes` [1, T, M] or [T, M], as `launch.generate` writes);
+- `--source`: an image file, or `synthetic:<id>` (frame 0 of a held-out synthetic video);
+  omitted with a synthetic driving video, that video's frame 0. An image of the animator's
+  frame size is used as is; any other photo has its face found (FaceMesh), cropped as
+  `prepare_data` crops training clips, and resized;
+- `--driving`: a video file, a folder of frame images (file-name order, at the animator's
+  size), `synthetic:<id>`, or a motion-code file (`.npz` with `codes` [1, T, M] or [T, M], as
+  `launch.generate` writes). A video not already at the animator's size is face-cropped per
+  frame as `prepare_data` crops training clips: FaceMesh points tracked frame to frame, the
+  square box around them enlarged by the margin and smoothed over 9 frames, then resized;
+  only its longest run of frames with a face is used. The face work on a photo or a
+  non-square video is done before the model is loaded, so an input without a face is refused
+  in one line first.
 - `--mode`: `relative` or `absolute` (see `anchored_jax.pipelines.leo`).
 
 Editing: to keep a video's motion and change its content, edit its first frame (or take
@@ -37,22 +45,43 @@ from anchored_jax.pipelines.checkpoints import load_model  # noqa: E402
 from anchored_jax.pipelines.command_line import run  # noqa: E402
 from data_pipelines.inference_inputs import (  # noqa: E402
     SYNTHETIC_PREFIX,
+    DrivingVideo,
     InputError,
+    SourcePhoto,
     check_frames,
+    is_video_spec,
     load_driving_frames,
     load_source_image,
+    read_driving_video,
+    read_source_photo,
 )
 from data_pipelines.motion_codes import write_code_file  # noqa: E402
 from data_pipelines.output_videos import PanelVideos, to_display  # noqa: E402
 from data_pipelines.video_writing import check_output_video  # noqa: E402
 
 
+def read_inputs(source: str | None, driving: str, frames: int | None) -> tuple:
+    """`(source, driving)` with the face work done before the animator is loaded: a photo is
+    read and its face found, a non-square driving video is face-cropped (`DrivingVideo`)."""
+    from data_pipelines.face_landmarker import FaceMeshLandmarker
+
+    photo = source is not None and not source.startswith(SYNTHETIC_PREFIX)
+    if not photo and not is_video_spec(driving):
+        return source, driving
+    landmarker = FaceMeshLandmarker()  # one model load for both
+    if photo:
+        source = read_source_photo(source, "--source", landmarker=landmarker)
+    if is_video_spec(driving):
+        driving = read_driving_video(driving, frames, landmarker=landmarker)
+    return source, driving
+
+
 def animate(
     checkpoint: str,
-    driving: str,
+    driving: str | DrivingVideo,
     out: str,
     *,
-    source: str | None = None,
+    source: str | SourcePhoto | None = None,
     mode: str = "relative",
     frames: int | None = None,
     batch_size: int = 16,
@@ -65,13 +94,16 @@ def animate(
     leo.check_batch_size(batch_size)
     check_frames(frames, lowest=1)
     check_output_video(out)
+    if loaded is None:
+        source, driving = read_inputs(source, driving, frames)
     animator = loaded or load_model(checkpoint, "animator", "--checkpoint")
     config = animator[0]
     driving_THWC, codes_TM, fps = load_driving_frames(
         driving, config, frames, config.model.motion_dim
     )
     if source is None:
-        if driving_THWC is None or not driving.startswith(SYNTHETIC_PREFIX):
+        synthetic = isinstance(driving, str) and driving.startswith(SYNTHETIC_PREFIX)
+        if driving_THWC is None or not synthetic:
             raise InputError("--source: needed unless --driving is a synthetic video")
         source_HWC = driving_THWC[0]
     else:

@@ -4,14 +4,22 @@ r"""Reenactment: animates one source image with a driving landmark sequence.
       --out runs/sdit_tiny/reenact/out.mp4
   python -m launch.reenact --checkpoint export/ --source face.png --driving motion.npz \
       --plan strided --steps 20 --guidance 1.5,1.0 --out out.mp4
+  python -m launch.reenact --checkpoint runs/sdit_tiny --source photo.jpg --driving video.mp4 \
+      --out out.mp4
 
 - `--checkpoint`: a training workdir or an exported inference checkpoint;
-- `--source`: an image file of the model's frame size, or `synthetic:<id>` (frame 0 of a
-  held-out synthetic video); omitted with a synthetic driving video, it is that video's frame 0
-  (self-reenactment);
-- `--driving`: a landmark file (`.npz` in the project's format, or a `.npy` `[T, L, 3]` array at
-  `--fps`), or `synthetic:<id>`, a held-out synthetic video (identities and motions never seen
-  in training).
+- `--source`: an image file, or `synthetic:<id>` (frame 0 of a held-out synthetic video);
+  omitted with a synthetic driving video, it is that video's frame 0 (self-reenactment). An
+  image of the model's frame size is used as is; any other photo has its face found
+  (FaceMesh), cropped as `prepare_data` crops training clips, and resized;
+- `--driving`: a video file, whose FaceMesh landmarks are extracted with a progress bar and
+  written to `<out stem>.landmarks.npz` (reusable as `--driving`); a landmark file (`.npz` in
+  the project's format, or a `.npy` `[T, L, 3]` array at `--fps`); or `synthetic:<id>`, a
+  held-out synthetic video (identities and motions never seen in training). FaceMesh's 468
+  points drive a 68-point model after conversion to iBUG-68 order (`landmark_layouts`).
+
+The face work on a photo or video is done before the model is loaded, so an input without a
+face is refused in one line first.
 
 Sampler flags left unset take the run's `sampling` config section. A model that denoises VAE
 latents (S/B/L/XL) encodes the source and decodes its video with `--vae` (a diffusers folder),
@@ -39,10 +47,15 @@ from anchored_jax.pipelines.command_line import run  # noqa: E402
 from anchored_jax.sampling.sampler_settings import SamplerSettings  # noqa: E402
 from anchored_jax.sampling.segment_plan import PLAN_KINDS  # noqa: E402
 from data_pipelines.inference_inputs import (  # noqa: E402
+    SYNTHETIC_PREFIX,
     InputError,
+    SourcePhoto,
     check_frames,
+    extract_driving_landmarks,
+    is_video_spec,
     load_driving_track,
     load_source_image,
+    read_source_photo,
 )
 from data_pipelines.output_videos import PanelVideos, render_landmarks, to_display  # noqa: E402
 from data_pipelines.video_writing import check_output_video  # noqa: E402
@@ -76,12 +89,30 @@ def progress_bar(total: int, desc: str):
     return bar, lambda index: bar.update(1)
 
 
+def read_inputs(source: str | None, driving: str, out: str) -> tuple:
+    """`(source, driving)` with the face work done, before any model is loaded: a photo is
+    read and its face found (`SourcePhoto`), a driving video becomes its landmark file."""
+    from data_pipelines.face_landmarker import FaceMeshLandmarker
+
+    if source is None and not driving.startswith(SYNTHETIC_PREFIX):
+        raise InputError("--source: needed unless --driving is a synthetic video")
+    needs_faces = (source is not None and not source.startswith(SYNTHETIC_PREFIX)) or (
+        is_video_spec(driving)
+    )
+    landmarker = FaceMeshLandmarker() if needs_faces else None  # one model load for both
+    if source is not None and not source.startswith(SYNTHETIC_PREFIX):
+        source = read_source_photo(source, "--source", landmarker=landmarker)
+    if is_video_spec(driving):
+        driving = extract_driving_landmarks(driving, out, landmarker=landmarker)
+    return source, driving
+
+
 def reenact(
     checkpoint: str,
     driving: str,
     out: str,
     *,
-    source: str | None = None,
+    source: str | SourcePhoto | None = None,
     frames: int | None = None,
     fps: float = 25.0,
     plan_kind: str | None = None,
@@ -100,6 +131,8 @@ def reenact(
     """
     check_frames(frames)
     check_output_video(out)  # before any load: a bad path never costs a generation
+    if loaded is None or is_video_spec(driving):
+        source, driving = read_inputs(source, driving, out)
     model = loaded or load_sdit(checkpoint)
     config = model[0]
     settings = settings or reenactment.sampler_settings(config)
@@ -145,7 +178,7 @@ def define_flags() -> None:
     """Defines the command-line flags (only when run as a command)."""
     flags.DEFINE_string("checkpoint", None, "Training workdir or exported checkpoint.")
     flags.DEFINE_string("source", None, "Source image file, or synthetic:<held-out id>.")
-    flags.DEFINE_string("driving", None, "Landmarks .npz/.npy, or synthetic:<id>.")
+    flags.DEFINE_string("driving", None, "Video file, landmarks .npz/.npy, or synthetic:<id>.")
     flags.DEFINE_integer("frames", None, "Frames to generate (default: the driving length).")
     flags.DEFINE_float("fps", 25.0, "Frame rate of a .npy landmark array.")
     flags.DEFINE_string("plan", None, f"How frames are split into segments: {PLAN_KINDS}.")
@@ -208,10 +241,11 @@ def main(argv):
     FLAGS = flags.FLAGS
     try:
         overrides = check_flags(FLAGS)
+        source, driving = read_inputs(FLAGS.source, FLAGS.driving, FLAGS.out)
         model = load_sdit(FLAGS.checkpoint)
         settings = reenactment.sampler_settings(model.config, **overrides)
         result = reenact(
-            FLAGS.checkpoint, FLAGS.driving, FLAGS.out, source=FLAGS.source,
+            FLAGS.checkpoint, driving, FLAGS.out, source=source,
             frames=FLAGS.frames, fps=FLAGS.fps, settings=settings,
             seed=FLAGS.seed, display=FLAGS.display_size, devices=FLAGS.devices, vae=FLAGS.vae,
             loaded=model,
