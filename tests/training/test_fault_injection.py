@@ -368,6 +368,7 @@ LEO_RUNS = {
             "logging.log_every_steps": 1,
             "logging.eval_every_steps": 1000,
             "logging.eval_videos": 1,
+            "logging.figure_videos": 1,
             "logging.eval_frames": 2,
         },
     ),
