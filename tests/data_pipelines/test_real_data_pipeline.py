@@ -150,7 +150,8 @@ def test_frame_dir_skips_bad_folders_and_gives_exact_clips(face_videos, frame_ro
 
 
 def test_training_steps_run_on_real_video_files(face_videos, tmp_path):
-    from anchored_jax.training.trainer import train_and_evaluate
+    from anchored_jax.training import loop
+    from anchored_jax.training.tasks.sdit import SDiTTask
     from configs import sdit
 
     fx = face_videos
@@ -166,9 +167,8 @@ def test_training_steps_run_on_real_video_files(face_videos, tmp_path):
     )
     train = build_clip_dataset(config.data, split="train", batch_size=8, seed=0)
     test = build_clip_dataset(config.data, split="test", batch_size=8, seed=1)
-    summary = train_and_evaluate(
-        config, str(tmp_path), train_iter=iter(train), eval_batches=[next(iter(test))]
-    )
+    data = loop.TrainData(train_iter=iter(train), eval_data=[next(iter(test))])
+    summary = loop.train(SDiTTask(config), str(tmp_path), data)
     assert summary["step"] == 3
     assert np.isfinite(summary["eval_loss"]) and 0 < summary["eval_loss"] < 10
 
