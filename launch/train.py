@@ -17,11 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow is only the eve
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from anchored_jax.training.config_checks import (  # noqa: E402
-    ConfigError,
-    parse_flags_or_exit,
-    validate_config,
-)
+from anchored_jax.training.config_checks import ConfigError, parse_flags_or_exit  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/sdit.py:tiny.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
@@ -71,8 +67,10 @@ def main(argv):
     task = config.get("task", "sdit")
     if task not in TASKS:
         sys.exit(f"error: task: expected one of {list(TASKS)}, got {task!r}")
+    from data_pipelines.run_config_checks import validate_run_config
+
     try:  # every field of every task, and the data's first record, before any compile
-        validate_config(config)
+        validate_run_config(config)
     except ConfigError as e:
         sys.exit(f"error: {e}")
     _tasks()[task](config, _WORKDIR.value, stop_at_step=_STOP_AT.value)

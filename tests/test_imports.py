@@ -19,11 +19,6 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEAM = "anchored_jax.evaluation.keypoint_metrics"
 TRAIN_TASKS = {"launch.train_sdit", "launch.train_animator", "launch.train_lmdm"}
-# Expected failures in files other owners are changing now; each entry names what is left.
-PENDING = {
-    "anchored_jax/training/config_checks.py": "config_checks reads the data config through "
-    "data_pipelines.pipeline; the data checks move out of the library",
-}
 
 
 def python_files(package: str) -> list[str]:
@@ -58,20 +53,11 @@ def imported_modules(path: str) -> set[str]:
     return names
 
 
-def _mark(paths):
-    return [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=PENDING[p]))
-        if p in PENDING
-        else p
-        for p in paths
-    ]
-
-
 def _in(name: str, package: str) -> bool:
     return name == package or name.startswith(package + ".")
 
 
-@pytest.mark.parametrize("path", _mark(python_files("launch")))
+@pytest.mark.parametrize("path", python_files("launch"))
 def test_launch_modules_import_no_other_launch_module(path):
     allowed = TRAIN_TASKS if path == os.path.join("launch", "train.py") else set()
     bad = [n for n in imported_modules(path) if _in(n, "launch") and n != "launch"]
@@ -79,13 +65,13 @@ def test_launch_modules_import_no_other_launch_module(path):
     assert not [n for n in bad if n not in allowed], f"{path} imports {sorted(set(bad) - allowed)}"
 
 
-@pytest.mark.parametrize("path", _mark(python_files("configs")))
+@pytest.mark.parametrize("path", python_files("configs"))
 def test_configs_import_nothing_from_the_library(path):
     bad = [n for n in imported_modules(path) if _in(n, "anchored_jax")]
     assert not bad, f"{path} imports {sorted(bad)}"
 
 
-@pytest.mark.parametrize("path", _mark(python_files("anchored_jax")))
+@pytest.mark.parametrize("path", python_files("anchored_jax"))
 def test_the_library_reaches_data_pipelines_only_through_its_seam(path):
     if module_name(path) == SEAM:
         assert any(_in(n, "data_pipelines") for n in imported_modules(path)), (

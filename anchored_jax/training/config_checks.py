@@ -2,8 +2,8 @@
 
 `validate_config` covers all three tasks (`task` = sdit | animator | lmdm): unknown fields
 (against the task's shipped config, with the closest known name), model shapes, optimiser
-ranges, checkpoint and logging counts that would lose work at 0, and the run's data (the
-landmark count of the first record, an LMDM's `motion_dim` against its animator). Each problem
+ranges, checkpoint and logging counts that would lose work at 0. The data section and what only
+reading the data can tell are `data_pipelines.run_config_checks`'s. Each problem
 is one `ConfigError` line naming the field and what was expected, so a typo in a sweep fails in
 a second instead of after compilation, and never as a traceback wall.
 
@@ -13,7 +13,6 @@ type, an unknown override, a config file that does not load) become one `error:`
 
 import difflib
 import importlib.util
-import json
 import math
 import os
 import re
@@ -258,16 +257,6 @@ def validate_sdit_config(config: ml_collections.ConfigDict):
     return model_config
 
 
-def _validate_sdit(config: ml_collections.ConfigDict) -> None:
-    validate_sdit_config(config)
-    from data_pipelines.pipeline import validate_data_config  # noqa: PLC0415
-
-    try:
-        validate_data_config(config.data)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
 # --- LEO animator -----------------------------------------------------------------------------
 
 
@@ -346,18 +335,17 @@ def validate_lmdm_config(config: ml_collections.ConfigDict) -> None:
 
 
 _VALIDATORS = {
-    "sdit": _validate_sdit,
+    "sdit": validate_sdit_config,
     "animator": validate_animator_config,
     "lmdm": validate_lmdm_config,
 }
 
 
-def validate_config(config: ml_collections.ConfigDict, *, check_data: bool = True) -> None:
-    """Every check of a run's config, for any task; raises one `ConfigError` line.
-
-    With `check_data`, also opens the run's data (the first training record, an LMDM's animator
-    run or code cache) and checks it against the model: cheap reads, still before any compile.
-    """
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Every check of a run's config that needs no data, for any task; raises one `ConfigError`
+    line. The data's own fields and what only reading the data can tell (the first record's
+    landmark count, an LMDM's animator and code cache) are checked by
+    `data_pipelines.run_config_checks.validate_run_config`, which calls this first."""
     task = config.get("task", "sdit")
     _choice(task, "task", TASKS)
     check_known_fields(config, task)
@@ -365,86 +353,6 @@ def validate_config(config: ml_collections.ConfigDict, *, check_data: bool = Tru
         _VALIDATORS[task](config)
     except (KeyError, AttributeError) as e:  # a field the task needs was deleted
         raise ConfigError(f"{task} config: missing field {e}") from None
-    if check_data:
-        check_config_against_data(config)
-
-
-# --- against the data ---------------------------------------------------------------------------
-
-
-def check_config_against_data(config: ml_collections.ConfigDict) -> None:
-    """What can only be known by reading: the data's landmark count (first record), an LMDM's
-    animator `motion_dim` and its code cache's width."""
-    task = config.get("task", "sdit")
-    if task == "sdit" and config.model.landmark_condition:
-        _check_landmarks_of_first_record(config)
-    if task == "lmdm":
-        _check_lmdm_codes(config)
-
-
-def _check_landmarks_of_first_record(config) -> None:
-    from absl import logging as absl_logging  # noqa: PLC0415
-
-    from data_pipelines.pipeline import make_source  # noqa: PLC0415
-
-    # The source logs its scan summary at INFO; the training run logs it again when it starts,
-    # and a refusal here must stay the only line.
-    verbosity = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    try:
-        source = make_source(config.data, "train")
-        record = source[0]
-    except (ValueError, OSError) as e:
-        raise ConfigError(str(e).splitlines()[0] if str(e) else repr(e)) from None
-    finally:
-        absl_logging.set_verbosity(verbosity)
-    landmarks_TLC = getattr(record, "landmarks_TLC", None)
-    if landmarks_TLC is None:
-        return
-    points, dims = landmarks_TLC.shape[1:]
-    _expect(
-        points == config.model.num_landmarks,
-        f"model.num_landmarks: the data ({config.data.source} under {config.data.root or '-'}) "
-        f"has {points} landmarks per frame, got {config.model.num_landmarks} "
-        f"(set --config.model.num_landmarks={points})",
-    )
-    _expect(
-        dims == config.model.landmark_dim,
-        f"model.landmark_dim: the data has {dims} coordinates per landmark, "
-        f"got {config.model.landmark_dim}",
-    )
-
-
-def _check_lmdm_codes(config) -> None:
-    data, motion_dim = config.data, config.model.motion_dim
-    if data.code_source == "animator":
-        path = os.path.join(data.animator_workdir, "config.json")
-        try:
-            with open(path) as f:
-                animator = json.load(f)
-            animator_dim = animator["model"]["motion_dim"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigError(
-                f"data.animator_workdir: expected an animator run with {path} ({e})"
-            ) from None
-        _expect(
-            motion_dim == animator_dim,
-            f"model.motion_dim: the animator in {data.animator_workdir} makes {animator_dim}-d "
-            f"motion codes, got {motion_dim}",
-        )
-    if data.code_file and os.path.exists(data.code_file):
-        import numpy as np  # noqa: PLC0415
-
-        try:
-            with np.load(data.code_file, allow_pickle=False) as f:
-                width = f["codes"].shape[-1]
-        except (OSError, KeyError, ValueError) as e:
-            raise ConfigError(f"data.code_file: expected an .npz with 'codes' ({e})") from None
-        _expect(
-            width == motion_dim,
-            f"model.motion_dim: the code cache {data.code_file} holds {width}-d codes, "
-            f"got {motion_dim}",
-        )
 
 
 # --- the workdir and the command line -----------------------------------------------------------

@@ -17,10 +17,10 @@ from anchored_jax.training.config_checks import (
     ConfigError,
     known_fields,
     unknown_field_message,
-    validate_config,
 )
 from configs import animator, lmdm, sdit
 from data_pipelines.landmark_files import save_landmarks
+from data_pipelines.run_config_checks import validate_run_config
 from data_pipelines.video_writing import write_video
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -168,7 +168,7 @@ def test_the_table_has_at_least_60_cases_across_the_three_models():
 @pytest.mark.parametrize("task, overrides, expected", INVALID, ids=[_id(c) for c in INVALID])
 def test_invalid_config_is_one_line_naming_the_field(task, overrides, expected):
     with pytest.raises(ConfigError) as error:
-        validate_config(configured(task, overrides), check_data=False)
+        validate_run_config(configured(task, overrides), check_data=False)
     message = str(error.value)
     assert "\n" not in message and expected in message, message
     field = next(iter(overrides))
@@ -188,7 +188,7 @@ def test_the_shipped_configs_are_valid():
                     config.data.root = "/data/latents"
             if task == "animator" and config.losses.perceptual_weight > 0:
                 config.losses.vgg19_weights = "/data/vgg19.safetensors"
-            validate_config(config, check_data=False)
+            validate_run_config(config, check_data=False)
 
 
 def known_variants(module):
@@ -223,12 +223,12 @@ def _video_dir_config(root: str):
 def test_468_point_data_with_the_68_point_model_is_refused_from_the_first_record(tmp_path):
     config = _video_dir_config(_landmark_video_dir(str(tmp_path), 468))
     with pytest.raises(ConfigError) as error:
-        validate_config(config)
+        validate_run_config(config)
     message = str(error.value)
     assert "\n" not in message and message.startswith("model.num_landmarks:"), message
     assert "has 468 landmarks per frame, got 68" in message
     config.model.num_landmarks = 468  # what the message asks for is accepted
-    validate_config(config)
+    validate_run_config(config)
 
 
 def test_lmdm_motion_dim_must_match_its_animator(tmp_path):
@@ -242,9 +242,9 @@ def test_lmdm_motion_dim_must_match_its_animator(tmp_path):
         },
     )
     with pytest.raises(ConfigError, match=r"^model\.motion_dim: the animator .* makes 20-d"):
-        validate_config(config)
+        validate_run_config(config)
     config.model.motion_dim = 20
-    validate_config(config)
+    validate_run_config(config)
 
 
 def test_lmdm_code_cache_of_another_width_is_refused(tmp_path):
@@ -252,7 +252,7 @@ def test_lmdm_code_cache_of_another_width_is_refused(tmp_path):
     np.savez(cache, codes=np.zeros((2, 16, 12), np.float32))
     config = configured("lmdm", {"data.code_file": str(cache)})
     with pytest.raises(ConfigError, match=r"^model\.motion_dim: the code cache .* 12-d codes"):
-        validate_config(config)
+        validate_run_config(config)
 
 
 # --- through the real CLI ----------------------------------------------------------------------

@@ -16,11 +16,9 @@ import numpy as np
 from absl import logging
 from einops import rearrange
 
-from anchored_jax.training.config_checks import ConfigError
+from anchored_jax.training.config_checks import validate_animator_config
 from anchored_jax.training.leo_animator_step import (
-    GEN_LR_SCHEDULES,
     AnimatorState,
-    animator_config,
     init_animator,
     make_optimizers,
     make_reconstruction_step,
@@ -30,46 +28,6 @@ from anchored_jax.training.sample_grid import to_uint8
 from anchored_jax.training.train_state import TrainState, create_train_state, param_count
 
 BATCH_RANKS = {"source_BHWC": 4, "driving_BHWC": 4}
-
-
-def validate_animator_config(config: ml_collections.ConfigDict) -> None:
-    """One ConfigError line for the first bad field."""
-    try:
-        model = animator_config(config)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from None
-    if config.data.image_size != model.image_size:
-        raise ConfigError(
-            f"model.image_size: expected data.image_size ({config.data.image_size}), "
-            f"got {model.image_size}"
-        )
-    training, losses = config.training, config.losses
-    for name in ("batch_size", "num_steps"):
-        if training[name] < 1:
-            raise ConfigError(f"training.{name}: expected >= 1, got {training[name]}")
-    for name in ("gen_learning_rate", "disc_learning_rate"):
-        if not training[name] > 0:
-            raise ConfigError(f"training.{name}: expected > 0, got {training[name]}")
-    schedule = training.get("gen_lr_schedule", "constant")
-    if schedule not in GEN_LR_SCHEDULES:
-        raise ConfigError(
-            f"training.gen_lr_schedule: expected one of {list(GEN_LR_SCHEDULES)}, got {schedule!r}"
-        )
-    for name in ("l1_weight", "perceptual_weight", "gan_weight", "r1_weight"):
-        if not losses[name] >= 0:
-            raise ConfigError(f"losses.{name}: expected >= 0, got {losses[name]}")
-    if losses.perceptual_weight > 0 and not losses.vgg19_weights:
-        raise ConfigError(
-            "losses.vgg19_weights: the perceptual loss needs a torchvision VGG19 state dict "
-            "(.safetensors or .pth); set a path, or losses.perceptual_weight=0"
-        )
-    for name in ("log_every_steps", "eval_every_steps", "eval_videos", "eval_frames"):
-        if config.logging[name] < 1:
-            raise ConfigError(f"logging.{name}: expected >= 1, got {config.logging[name]}")
-    if config.checkpoint.every_steps < 1:
-        raise ConfigError(
-            f"checkpoint.every_steps: expected >= 1, got {config.checkpoint.every_steps}"
-        )
 
 
 def reconstruction_figure(video_BTHWC: np.ndarray, recon_BTHWC: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from anchored_jax.sampling.leo_motion_generation import (
     motion_norm_statistics,
     sample_motion,
 )
-from anchored_jax.training.config_checks import ConfigError
+from anchored_jax.training.config_checks import validate_lmdm_config
 from anchored_jax.training.optimizer import make_optimizer
 from anchored_jax.training.train_state import (
     TrainState,
@@ -35,37 +35,6 @@ from anchored_jax.training.train_state import (
     param_count,
     split_model,
 )
-
-
-def validate_lmdm_config(config: ml_collections.ConfigDict) -> None:
-    """One ConfigError line for the first bad field."""
-    try:
-        LmdmConfig(**config.model.to_dict())
-    except (TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from None
-    training, diffusion = config.training, config.diffusion
-    for name in ("batch_size", "num_steps"):
-        if training[name] < 1:
-            raise ConfigError(f"training.{name}: expected >= 1, got {training[name]}")
-    if not training.learning_rate > 0:
-        raise ConfigError(f"training.learning_rate: expected > 0, got {training.learning_rate}")
-    if not 0 <= diffusion.condition_dropout < 1:
-        raise ConfigError(
-            f"diffusion.condition_dropout: expected in [0, 1), got {diffusion.condition_dropout}"
-        )
-    if diffusion.sample_steps < 1:
-        raise ConfigError(f"diffusion.sample_steps: expected >= 1, got {diffusion.sample_steps}")
-    if config.data.window_stride < 1:
-        raise ConfigError(f"data.window_stride: expected >= 1, got {config.data.window_stride}")
-    for name in ("log_every_steps", "eval_sequences", "chain_sequences"):
-        if config.logging[name] < 1:
-            raise ConfigError(f"logging.{name}: expected >= 1, got {config.logging[name]}")
-    if config.logging.chain_frames < 2:
-        raise ConfigError(f"logging.chain_frames: expected >= 2, got {config.logging.chain_frames}")
-    if config.checkpoint.every_steps < 1:
-        raise ConfigError(
-            f"checkpoint.every_steps: expected >= 1, got {config.checkpoint.every_steps}"
-        )
 
 
 def lmdm_config(config: ml_collections.ConfigDict) -> LmdmConfig:
