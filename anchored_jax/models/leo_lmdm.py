@@ -6,6 +6,14 @@ first code alpha_1. The Linear Motion Condition (LMC) concatenates alpha_1 to ev
 input; in unconditional mode (dropped per example for classifier-free guidance) a learned null
 code stands in for it. The codes are then `alpha = m + alpha_1` (`codes_from_offsets`).
 
+Frame times (`frame_times=True`, the default): every step also carries its time in frames
+from the code that conditions it (`times_BL`; slot 0, that code itself, is at 0). A window of
+consecutive codes right after alpha_1 has times 0..L-1 (LEO's first-frame sequences and its
+chaining), but the model is trained on windows at any distance from their conditioning code,
+so the anchored LMDM can ask for steps 300..314 after alpha_1 and get codes whose spread from
+alpha_1 is that of 300 frames, not of 1 (sampling/leo_anchored_motion.py). With
+`frame_times=False` the steps carry fixed positions 0..L-1 instead (the earlier design).
+
 `model.architecture` picks the backbone between the shared input projection, timestep MLP and
 zero-initialised output layer:
 - "transformer": pre-norm temporal self-attention blocks over the L steps plus an MLP; the
@@ -24,7 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from anchored_jax.models.embeddings import sincos_1d, timestep_features
+from anchored_jax.models.embeddings import (
+    FRAME_TIME_FREQ_DIM,
+    frame_time_features,
+    sincos_1d,
+    timestep_features,
+)
 
 TIMESTEP_FEATURES = 256  # width of the timestep sinusoid fed to the embedding MLP
 ARCHITECTURES = ("transformer", "unet")
@@ -45,6 +58,12 @@ class LmdmConfig:
     # unet: channels per level (full L, L/2, ...); width is then the timestep-embedding width,
     # depth and mlp_ratio are unused, and num_heads must divide the last entry.
     unet_channels: tuple[int, ...] = (64, 128)
+    # Steps carry their time (frames after the conditioning code) through a sinusoid + MLP;
+    # False: fixed positions 0..L-1, which read every window as starting right after alpha_1.
+    frame_times: bool = True
+    # Longest period of the frame-time sinusoid, in frames; times up to half of it embed
+    # uniquely (4096: any gap in a 2048-frame video).
+    time_period: float = 4096.0
 
     def __post_init__(self):
         # A config restored from JSON holds a list; the config is hashed as part of a graphdef,
@@ -70,6 +89,10 @@ class LmdmConfig:
             )
         if not self.mlp_ratio > 0:
             raise ValueError(f"model.mlp_ratio: expected > 0, got {self.mlp_ratio}")
+        if not isinstance(self.frame_times, bool):
+            raise ValueError(f"model.frame_times: expected True or False, got {self.frame_times!r}")
+        if not self.time_period > 0:
+            raise ValueError(f"model.time_period: expected > 0 frames, got {self.time_period}")
 
     def _validate_unet(self):
         channels = self.unet_channels
@@ -181,7 +204,11 @@ class TemporalUnet(nnx.Module):
 
 
 class LatentMotionDenoiser(nnx.Module):
-    """`(m_t_BLM, t_BL, alpha1_BM) -> model output_BLM` (epsilon, v or x0 of the offsets m)."""
+    """`(m_t_BLM, t_BL, alpha1_BM) -> model output_BLM` (epsilon, v or x0 of the offsets m).
+
+    `times_BL` (frame_times models): each step's time in frames after the conditioning code;
+    None means consecutive steps 0..L-1 right after it.
+    """
 
     def __init__(self, config: LmdmConfig, *, rngs: nnx.Rngs):
         self.config = config
@@ -193,6 +220,9 @@ class LatentMotionDenoiser(nnx.Module):
         self.null_code = nnx.Param(jnp.zeros((m,), jnp.float32))
         self.t_fc1 = nnx.Linear(TIMESTEP_FEATURES, w, rngs=rngs)
         self.t_fc2 = nnx.Linear(w, w, rngs=rngs)
+        if config.frame_times:
+            self.time_fc1 = nnx.Linear(FRAME_TIME_FREQ_DIM, w, rngs=rngs)
+            self.time_fc2 = nnx.Linear(w, c, rngs=rngs)
         if unet:
             self.unet = TemporalUnet(config, rngs=rngs)
             self.norm_out = nnx.GroupNorm(c, num_groups=UNET_GROUPS, rngs=rngs)
@@ -208,6 +238,7 @@ class LatentMotionDenoiser(nnx.Module):
         t_BL: jax.Array,
         alpha1_BM: jax.Array,
         *,
+        times_BL: jax.Array | None = None,
         drop_condition_B: jax.Array | None = None,
     ) -> jax.Array:
         b, length, m = m_t_BLM.shape
@@ -225,12 +256,19 @@ class LatentMotionDenoiser(nnx.Module):
         cond_BLM = jnp.broadcast_to(cond_BM[:, None, :], (b, length, m))
         h_BLW = self.embed_in(jnp.concatenate([m_t_BLM.astype(jnp.float32), cond_BLM], -1))
         t_emb_BLW = self.t_fc2(jax.nn.silu(self.t_fc1(timestep_features(t_BL))))
+        if self.config.frame_times:
+            if times_BL is None:
+                times_BL = jnp.broadcast_to(jnp.arange(length, dtype=jnp.float32), (b, length))
+            features = frame_time_features(times_BL, self.config.time_period)
+            h_BLW = h_BLW + self.time_fc2(jax.nn.silu(self.time_fc1(features)))
         if unet:
             h_BLC = self.unet(h_BLW, t_emb_BLW)
             return self.out(jax.nn.silu(self.norm_out(h_BLC)))
-        # Fixed sinusoidal step positions (a trace-time constant), as DiT's patch positions.
-        positions_LW = jnp.asarray(sincos_1d(self.config.width, np.arange(length)), jnp.float32)
-        h_BLW = h_BLW + t_emb_BLW + positions_LW
+        h_BLW = h_BLW + t_emb_BLW
+        if not self.config.frame_times:
+            # Fixed sinusoidal step positions (a trace-time constant), as DiT's patch positions.
+            positions = sincos_1d(self.config.width, np.arange(length))
+            h_BLW = h_BLW + jnp.asarray(positions, jnp.float32)
         for block in self.blocks:
             h_BLW = block(h_BLW)
         return self.out(self.norm_out(h_BLW))

@@ -23,17 +23,20 @@ from anchored_jax.sampling.denoise_loop import sample
 
 
 def make_denoise_fn(graphdef, params, alpha1_BM, *, guidance_scale=1.0, unconditional=False):
-    """`(m_t_BLM, t_BL) -> out` of the denoiser; CFG with `guidance_scale` != 1."""
+    """`(m_t_BLM, t_BL, times_BL=None) -> out` of the denoiser; CFG with `guidance_scale` != 1.
+
+    `times_BL` are the steps' frame times after alpha_1 (None: consecutive, 0..L-1)."""
     model = nnx.merge(graphdef, params)
     b = alpha1_BM.shape[0]
 
-    def denoise(m_t_BLM, t_BL):
+    def denoise(m_t_BLM, t_BL, times_BL=None):
+        null_B = jnp.ones((b,), bool)
         if unconditional:
-            return model(m_t_BLM, t_BL, alpha1_BM, drop_condition_B=jnp.ones((b,), bool))
-        cond = model(m_t_BLM, t_BL, alpha1_BM)
+            return model(m_t_BLM, t_BL, alpha1_BM, times_BL=times_BL, drop_condition_B=null_B)
+        cond = model(m_t_BLM, t_BL, alpha1_BM, times_BL=times_BL)
         if guidance_scale == 1.0:
             return cond
-        null = model(m_t_BLM, t_BL, alpha1_BM, drop_condition_B=jnp.ones((b,), bool))
+        null = model(m_t_BLM, t_BL, alpha1_BM, times_BL=times_BL, drop_condition_B=null_B)
         return null + guidance_scale * (cond - null)
 
     return denoise
