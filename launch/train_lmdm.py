@@ -27,11 +27,10 @@ from anchored_jax.sampling.leo_motion_generation import (
 from anchored_jax.training.config_checks import ConfigError, ensure_writable_workdir
 from anchored_jax.training.leo_lmdm_loop import train_lmdm
 from data_pipelines.motion_codes import (
-    build_window_dataset,
+    build_anchored_window_dataset,
+    cached_codes,
     code_windows,
-    extract_codes,
-    read_code_file,
-    write_code_file,
+    params_digest,
 )
 
 EVAL_FILE = "lmdm_eval.json"
@@ -78,6 +77,11 @@ def animator_motion_encoder(animator_workdir: str):
 
     if not animator_workdir:
         raise ConfigError("data.animator_workdir: code_source=animator needs an animator run")
+    if not os.path.isdir(animator_workdir):
+        raise ConfigError(
+            f"data.animator_workdir: no animator run at {animator_workdir} (train one with "
+            f"configs/animator.py, or set data.code_source=landmarks for stand-in codes)"
+        )
     probe = RunCheckpoints(
         animator_workdir, ml_collections.ConfigDict(dict(max_to_keep=1, async_save=False))
     )
@@ -89,22 +93,18 @@ def animator_motion_encoder(animator_workdir: str):
     state = probe.restore(step, abstract_like(state))
     probe.close()
     encoder = nnx.merge(graphs.gen, state.gen_params).enc
-    return jax.jit(lambda x_BHWC: encoder(x_BHWC)[2])
+    digest = params_digest(jax.tree.leaves(nnx.state(encoder, nnx.Param)))
+    return jax.jit(lambda x_BHWC: encoder(x_BHWC)[2]), digest
 
 
 def load_codes(config: ml_collections.ConfigDict, split: str) -> np.ndarray:
-    """`[N, T, M]` codes of a split; the train split is cached in `data.code_file` if set."""
-    data = config.data
-    cache = data.code_file if split == "train" else ""
-    if cache and os.path.exists(cache):
-        return read_code_file(cache)
-    encode = None
-    if data.code_source == "animator":
-        encode = animator_motion_encoder(data.animator_workdir)
-    codes = extract_codes(data, split, motion_dim=config.model.motion_dim, encode_motion=encode)
-    if cache:
-        write_code_file(cache, codes)
-    return codes
+    """`[N, T, M]` codes of a split (animator codes cached by the animator's digest)."""
+    return cached_codes(
+        config.data,
+        split,
+        motion_dim=config.model.motion_dim,
+        load_encoder=lambda: animator_motion_encoder(config.data.animator_workdir),
+    )
 
 
 def evaluate(config, summary: dict, test_windows_WLM: np.ndarray) -> dict:
@@ -146,10 +146,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | Non
         n_proc, proc = jax.process_count(), jax.process_index()
         local_batch = process_batch_size(config.training.batch_size)
         length, stride = config.model.length, config.data.window_stride
-        train_windows = code_windows(load_codes(config, "train"), length, stride)
+        del stride  # consecutive windows are drawn at random starts by the anchored reader
         test_windows = code_windows(load_codes(config, "test"), length, length)
-        train = build_window_dataset(
-            train_windows,
+        train = build_anchored_window_dataset(
+            load_codes(config, "train"),
+            length=length,
+            gaps=config.data.window_gaps,
             batch_size=local_batch,
             seed=config.data.seed,
             shard_index=proc,

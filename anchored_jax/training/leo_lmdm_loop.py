@@ -20,10 +20,10 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 from flax import nnx, struct
 
-from anchored_jax.diffusion.objectives import diffusion_loss
-from anchored_jax.diffusion.schedules import make_schedule, q_sample
-from anchored_jax.models.leo_lmdm import LatentMotionDenoiser, LmdmConfig, offsets_from_codes
+from anchored_jax.diffusion.schedules import make_schedule
+from anchored_jax.models.leo_lmdm import LatentMotionDenoiser, LmdmConfig
 from anchored_jax.training.checkpointing import RunCheckpoints, abstract_like
+from anchored_jax.training.leo_losses import lmdm_loss
 from anchored_jax.training.optimizer import make_optimizer
 from anchored_jax.training.train_state import param_count, split_model
 from anchored_jax.training.trainer import PreemptionFlag, close_run, save_if_due
@@ -54,37 +54,23 @@ def init_lmdm(config: ml_collections.ConfigDict, seed: int):
     return graphdef, tx, state
 
 
-def lmdm_loss(graphdef, params, schedule, codes_BLM, key, *, prediction, condition_dropout):
-    """The diffusion loss of one batch of code windows (frame 0 held clean, out of the mean)."""
-    m_BLM, alpha1_BM = offsets_from_codes(codes_BLM)
-    b, length, _ = m_BLM.shape
-    k_t, k_noise, k_drop = jax.random.split(key, 3)
-    t_B = jax.random.randint(k_t, (b,), 0, schedule.num_timesteps)
-    t_BL = jnp.broadcast_to(t_B[:, None], (b, length)).at[:, 0].set(0)
-    noise_BLM = jax.random.normal(k_noise, m_BLM.shape, jnp.float32)
-    m_t_BLM = q_sample(schedule, m_BLM, t_BL, noise_BLM).at[:, 0].set(0.0)
-    drop_B = jax.random.uniform(k_drop, (b,)) < condition_dropout
-    out = nnx.merge(graphdef, params)(m_t_BLM, t_BL, alpha1_BM, drop_condition_B=drop_B)
-    weight_BL = jnp.ones((b, length)).at[:, 0].set(0.0)
-    return diffusion_loss(prediction, schedule, out, m_BLM, noise_BLM, t_BL, weight_BL)
-
-
 def make_train_step(graphdef, tx, schedule, config: ml_collections.ConfigDict):
     prediction = config.diffusion.prediction
     dropout = config.diffusion.condition_dropout
     ema_decay = config.training.ema_decay
 
     @jax.jit
-    def train_step(state: LmdmState, codes_BLM, key):
+    def train_step(state: LmdmState, batch, key):
         def loss_fn(params):
             return lmdm_loss(
                 graphdef,
                 params,
                 schedule,
-                codes_BLM,
+                batch["codes_BLM"],
                 key,
                 prediction=prediction,
                 condition_dropout=dropout,
+                times_BL=batch.get("times_BL"),
             )
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
@@ -133,9 +119,8 @@ def train_lmdm(
     with PreemptionFlag() as preempted:
         while step < end:
             batch = next(train_iter)
-            state, metrics = train_step(
-                state, jnp.asarray(batch["codes_BLM"]), jax.random.fold_in(base_key, step)
-            )
+            batch = {k: jnp.asarray(v) for k, v in batch.items()}
+            state, metrics = train_step(state, batch, jax.random.fold_in(base_key, step))
             step += 1
             report_progress(step)
             losses.append(metrics["loss"])
