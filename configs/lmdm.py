@@ -71,10 +71,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     model.num_heads = heads  # temporal attention heads (unet: must divide unet_channels[-1])
     model.mlp_ratio = 4.0  # MLP hidden width / width (unused by unet)
     model.unet_channels = unet_channels  # unet: channels per level (multiples of 8), L halved
-    # Steps carry their frame time after the conditioning code (needed by the anchored LMDM,
-    # whose windows lie anywhere after alpha_1); False: fixed positions 0..L-1.
+    # Windows carry their gap after the conditioning code (needed by the anchored LMDM, whose
+    # windows lie anywhere after alpha_1); False: every window reads as right after alpha_1.
     model.frame_times = True
-    model.time_period = 4096.0  # frames; times up to half of it embed uniquely
+    model.time_period = 20.0  # longest period of the log(gap) sinusoid; gaps < e^10 unique
 
     # --- diffusion ---------------------------------------------------------------------------
     config.diffusion = diffusion = ml_collections.ConfigDict()

@@ -6,13 +6,17 @@ first code alpha_1. The Linear Motion Condition (LMC) concatenates alpha_1 to ev
 input; in unconditional mode (dropped per example for classifier-free guidance) a learned null
 code stands in for it. The codes are then `alpha = m + alpha_1` (`codes_from_offsets`).
 
-Frame times (`frame_times=True`, the default): every step also carries its time in frames
-from the code that conditions it (`times_BL`; slot 0, that code itself, is at 0). A window of
-consecutive codes right after alpha_1 has times 0..L-1 (LEO's first-frame sequences and its
-chaining), but the model is trained on windows at any distance from their conditioning code,
-so the anchored LMDM can ask for steps 300..314 after alpha_1 and get codes whose spread from
-alpha_1 is that of 300 frames, not of 1 (sampling/leo_anchored_motion.py). With
-`frame_times=False` the steps carry fixed positions 0..L-1 instead (the earlier design).
+Window gap (`frame_times=True`, the default): a window is its conditioning code (slot 0)
+followed by L-1 consecutive codes that start `gap_B` frames after it. LEO's first-frame
+sequences and its chaining have gap 1; the model is trained on every gap, so the anchored
+LMDM can ask for steps 300..314 after alpha_1 and get codes whose spread from alpha_1 is that
+of 300 frames, not of 1 (sampling/leo_anchored_motion.py). The gap enters as one embedding of
+log(gap) added to every token, beside the fixed positions 0..L-1. Why not each step's own
+time: a sinusoid fine enough to tell frame 300 from 301 gives every rarely-seen time its own
+high-frequency code, and the tiny model answered with per-frame jitter at long gaps (|delta
+alpha| 1.8x the real steps); the positions, seen in every window, carry the step-to-step
+structure instead. With `frame_times=False` there is no gap input (every window reads as
+starting right after its conditioning code: the earlier design).
 
 `model.architecture` picks the backbone between the shared input projection, timestep MLP and
 zero-initialised output layer:
@@ -58,12 +62,12 @@ class LmdmConfig:
     # unet: channels per level (full L, L/2, ...); width is then the timestep-embedding width,
     # depth and mlp_ratio are unused, and num_heads must divide the last entry.
     unet_channels: tuple[int, ...] = (64, 128)
-    # Steps carry their time (frames after the conditioning code) through a sinusoid + MLP;
-    # False: fixed positions 0..L-1, which read every window as starting right after alpha_1.
+    # Windows carry their gap after the conditioning code (a sinusoid of log(gap) + MLP);
+    # False: no gap input, every window reads as starting right after its conditioning code.
     frame_times: bool = True
-    # Longest period of the frame-time sinusoid, in frames; times up to half of it embed
-    # uniquely (4096: any gap in a 2048-frame video).
-    time_period: float = 4096.0
+    # Longest period of the log-gap sinusoid, in units of log(frames); log-gaps up to half of
+    # it embed uniquely (20: any gap below e^10 frames).
+    time_period: float = 20.0
 
     def __post_init__(self):
         # A config restored from JSON holds a list; the config is hashed as part of a graphdef,
@@ -206,8 +210,8 @@ class TemporalUnet(nnx.Module):
 class LatentMotionDenoiser(nnx.Module):
     """`(m_t_BLM, t_BL, alpha1_BM) -> model output_BLM` (epsilon, v or x0 of the offsets m).
 
-    `times_BL` (frame_times models): each step's time in frames after the conditioning code;
-    None means consecutive steps 0..L-1 right after it.
+    `gap_B` (frame_times models): frames from the conditioning code to the window's step 1;
+    None means 1 (consecutive steps right after it).
     """
 
     def __init__(self, config: LmdmConfig, *, rngs: nnx.Rngs):
@@ -238,7 +242,7 @@ class LatentMotionDenoiser(nnx.Module):
         t_BL: jax.Array,
         alpha1_BM: jax.Array,
         *,
-        times_BL: jax.Array | None = None,
+        gap_B: jax.Array | None = None,
         drop_condition_B: jax.Array | None = None,
     ) -> jax.Array:
         b, length, m = m_t_BLM.shape
@@ -257,18 +261,16 @@ class LatentMotionDenoiser(nnx.Module):
         h_BLW = self.embed_in(jnp.concatenate([m_t_BLM.astype(jnp.float32), cond_BLM], -1))
         t_emb_BLW = self.t_fc2(jax.nn.silu(self.t_fc1(timestep_features(t_BL))))
         if self.config.frame_times:
-            if times_BL is None:
-                times_BL = jnp.broadcast_to(jnp.arange(length, dtype=jnp.float32), (b, length))
-            features = frame_time_features(times_BL, self.config.time_period)
-            h_BLW = h_BLW + self.time_fc2(jax.nn.silu(self.time_fc1(features)))
+            gap_B = jnp.ones((b,), jnp.float32) if gap_B is None else gap_B
+            log_gap_B = jnp.log(jnp.maximum(jnp.asarray(gap_B, jnp.float32), 1.0))
+            features = frame_time_features(log_gap_B, self.config.time_period)
+            h_BLW = h_BLW + self.time_fc2(jax.nn.silu(self.time_fc1(features)))[:, None]
         if unet:
             h_BLC = self.unet(h_BLW, t_emb_BLW)
             return self.out(jax.nn.silu(self.norm_out(h_BLC)))
-        h_BLW = h_BLW + t_emb_BLW
-        if not self.config.frame_times:
-            # Fixed sinusoidal step positions (a trace-time constant), as DiT's patch positions.
-            positions = sincos_1d(self.config.width, np.arange(length))
-            h_BLW = h_BLW + jnp.asarray(positions, jnp.float32)
+        # Fixed sinusoidal step positions (a trace-time constant), as DiT's patch positions.
+        positions_LW = jnp.asarray(sincos_1d(self.config.width, np.arange(length)), jnp.float32)
+        h_BLW = h_BLW + t_emb_BLW + positions_LW
         for block in self.blocks:
             h_BLW = block(h_BLW)
         return self.out(self.norm_out(h_BLW))

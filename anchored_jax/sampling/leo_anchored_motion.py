@@ -6,8 +6,8 @@ Why the earlier design restarted at every join, and what replaces it:
 - It gave the LMDM no frame times, so every segment read its steps as 1..L-1 frames after
   alpha_1, wherever they lay in the video: each segment was a fresh first-frame sample and
   the motion snapped back towards alpha_1 at every join (|delta alpha| 9x the within-segment
-  step). Now each step carries its true time after the anchor (`times_BL`, frames), and the
-  model is trained on windows at any gap from their conditioning code (data_pipelines/
+  step). Now each window carries its gap after the anchor (`gap_B`, frames), and the model
+  is trained on windows at any gap from their conditioning code (data_pipelines/
   motion_codes.py, `build_anchored_window_dataset`), so steps 300..314 come out with the
   spread from alpha_1 that 300 frames have.
 - Time alone would leave neighbouring windows independent given alpha_1: each would be a
@@ -89,7 +89,7 @@ def _compiled(graphdef, plan, settings, mesh):
     count_T = np.zeros(index_SW.max() + 1, np.float32)
     np.add.at(count_T, index_SW, np.broadcast_to(weight_W, index_SW.shape))
     count_T[0] = 1.0  # step 0 is alpha_1 itself, in no window
-    times_SL = np.concatenate([np.zeros((s, 1)), index_SW], 1).astype(np.float32)
+    gap_S = np.asarray(plan.starts, np.float32)  # window s starts starts[s] steps after alpha_1
     relay = ProgressRelay()
 
     def run(params, schedule, alpha1_BM, key):
@@ -98,21 +98,21 @@ def _compiled(graphdef, plan, settings, mesh):
         chunk = min(chunk_size, g)
         padded = -(-g // chunk) * chunk
         alpha1_GM = jnp.repeat(alpha1_BM, s, axis=0)
-        times_GL = jnp.tile(jnp.asarray(times_SL), (b, 1))
+        gap_G = jnp.tile(jnp.asarray(gap_S), b)
 
         def pad(x):
             return jnp.concatenate([x, jnp.repeat(x[-1:], padded - g, 0)]) if padded > g else x
 
         def model_x0(m_t_GLM, t_GL):
             def one_chunk(args):
-                m_t, t, times, alpha1 = args
+                m_t, t, gap, alpha1 = args
                 denoise = make_denoise_fn(
                     graphdef, params, alpha1, guidance_scale=guidance, unconditional=unconditional
                 )
-                out = denoise(m_t, t, times_BL=times)
+                out = denoise(m_t, t, gap_B=gap)
                 return predict_x0_and_eps(prediction, schedule, m_t, t, out)[0]
 
-            args = tuple(pad(x) for x in (m_t_GLM, t_GL, times_GL, alpha1_GM))
+            args = tuple(pad(x) for x in (m_t_GLM, t_GL, gap_G, alpha1_GM))
             if mesh is not None:
                 spec = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
                 args = jax.lax.with_sharding_constraint(args, spec)

@@ -81,7 +81,7 @@ def lmdm_loss(
 
     Step 0 is the conditioning code: its offset is 0, fed clean at t = 0 and left out of the
     mean, exactly as every sampler holds it. `times_BL` are the steps' frame times after it
-    (None: consecutive, 0..L-1).
+    (consecutive from step 1; None: 0..L-1); the model reads the window's gap `times_BL[:, 1]`.
     """
     m_BLM, alpha1_BM = offsets_from_codes(codes_BLM)
     b, length, _ = m_BLM.shape
@@ -92,6 +92,7 @@ def lmdm_loss(
     m_t_BLM = q_sample(schedule, m_BLM, t_BL, noise_BLM).at[:, 0].set(0.0)
     drop_B = jax.random.uniform(k_drop, (b,)) < condition_dropout
     model = nnx.merge(graphdef, params)
-    out = model(m_t_BLM, t_BL, alpha1_BM, times_BL=times_BL, drop_condition_B=drop_B)
+    gap_B = None if times_BL is None else times_BL[:, 1]
+    out = model(m_t_BLM, t_BL, alpha1_BM, gap_B=gap_B, drop_condition_B=drop_B)
     weight_BL = jnp.ones((b, length)).at[:, 0].set(0.0)
     return diffusion_loss(prediction, schedule, out, m_BLM, noise_BLM, t_BL, weight_BL)

@@ -63,19 +63,19 @@ def test_condition_and_timestep_change_the_output_and_null_ignores_alpha1():
     assert float(jnp.abs(mixed[0] - out_a1[0]).mean()) > 1e-2
 
 
-def test_frame_times_reach_the_output_and_default_to_consecutive_steps():
+def test_window_gap_reaches_the_output_and_defaults_to_consecutive():
     graphdef, params = nnx.split(_model())
     model = nnx.merge(graphdef, params)
     m_t = jax.random.normal(jax.random.key(6), (2, 6, 20))
     t = jnp.full((2, 6), 400, jnp.int32)
     alpha1 = jax.random.normal(jax.random.key(7), (2, 20))
-    consecutive = jnp.broadcast_to(jnp.arange(6.0), (2, 6))
+    consecutive = jnp.ones((2,))
     np.testing.assert_allclose(
-        model(m_t, t, alpha1), model(m_t, t, alpha1, times_BL=consecutive), atol=1e-6
+        model(m_t, t, alpha1), model(m_t, t, alpha1, gap_B=consecutive), atol=1e-6
     )
-    far = consecutive.at[:, 1:].add(300.0)  # the same window, 300 frames after alpha_1
-    assert float(jnp.abs(model(m_t, t, alpha1, times_BL=far) - model(m_t, t, alpha1)).mean()) > 1e-2
-    # Without frame times the model has no time parameters and reads positions 0..L-1.
+    far = jnp.full((2,), 300.0)  # the same window, 300 frames after alpha_1
+    assert float(jnp.abs(model(m_t, t, alpha1, gap_B=far) - model(m_t, t, alpha1)).mean()) > 1e-2
+    # Without frame times the model has no gap parameters.
     fixed = LatentMotionDenoiser(
         LmdmConfig(motion_dim=20, length=6, width=32, depth=1, num_heads=2, frame_times=False),
         rngs=nnx.Rngs(0),

@@ -70,8 +70,8 @@ def _reference_timeline_sample(graphdef, params, alpha1, key, num_frames, overla
             m_t = np.concatenate([np.zeros((b, 1, M)), x[:, frames]], 1).astype(np.float32)
             t_bl = np.full((b, plan.width + 1), t, np.int32)
             t_bl[:, 0] = 0
-            times = np.broadcast_to(np.concatenate([[0], frames]).astype(np.float32), t_bl.shape)
-            out = model(jnp.asarray(m_t), jnp.asarray(t_bl), alpha1, times_BL=jnp.asarray(times))
+            gap = jnp.full((b,), float(start))  # step 1 of the window is `start` after alpha_1
+            out = model(jnp.asarray(m_t), jnp.asarray(t_bl), alpha1, gap_B=gap)
             x0 = np.asarray(predict_x0_and_eps("x0", SCHEDULE, m_t, t_bl, out)[0])[:, 1:]
             total[:, frames] += x0 * plan.weight_W()[None, :, None]
             weight[frames] += plan.weight_W()
