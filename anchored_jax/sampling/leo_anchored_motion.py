@@ -42,6 +42,7 @@ from anchored_jax.sampling.denoise_loop import sample
 from anchored_jax.sampling.leo_motion_generation import make_denoise_fn
 
 DEFAULT_OVERLAP = 7  # frames shared by neighbouring windows of L-1 = 15 (stride 8)
+BLENDS = ("triangular", "nearest")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +65,27 @@ class MotionWindows:
         k = np.arange(self.width)
         return np.minimum(k + 1, self.width - k).astype(np.float32)
 
+    def weight_SW(self, blend: str) -> np.ndarray:
+        """Per window and slot: `triangular` weights, or `nearest` (1 for the one window in
+        which the frame sits most centrally, 0 elsewhere)."""
+        if blend not in BLENDS:
+            raise ValueError(f"blend: expected one of {list(BLENDS)}, got {blend!r}")
+        index_SW = self.index_SW()
+        weight_SW = np.broadcast_to(self.weight_W(), index_SW.shape).astype(np.float32)
+        if blend == "triangular":
+            return weight_SW
+        best_T = np.zeros(index_SW.max() + 1, np.float32)
+        np.maximum.at(best_T, index_SW, weight_SW)
+        owner_SW = weight_SW == best_T[index_SW]
+        # Ties (two windows equally central) go to the earlier window only.
+        first = np.zeros_like(best_T, bool)
+        out = np.zeros_like(weight_SW)
+        for s in range(len(index_SW)):
+            take = owner_SW[s] & ~first[index_SW[s]]
+            out[s, take] = 1.0
+            first[index_SW[s][take]] = True
+        return out
+
 
 def motion_plan(num_frames: int, length: int, overlap: int = DEFAULT_OVERLAP) -> MotionWindows:
     """Windows of L-1 steps covering steps 1..T-1, each `overlap` steps into the next."""
@@ -82,12 +104,12 @@ def motion_plan(num_frames: int, length: int, overlap: int = DEFAULT_OVERLAP) ->
 
 @functools.lru_cache(maxsize=16)
 def _compiled(graphdef, plan, settings, mesh):
-    num_steps, prediction, guidance, unconditional, chunk_size = settings
+    num_steps, prediction, guidance, unconditional, chunk_size, eta, blend = settings
     index_SW = plan.index_SW()
     s, w = index_SW.shape
-    weight_W = plan.weight_W()
+    weight_SW = plan.weight_SW(blend)
     count_T = np.zeros(index_SW.max() + 1, np.float32)
-    np.add.at(count_T, index_SW, np.broadcast_to(weight_W, index_SW.shape))
+    np.add.at(count_T, index_SW, weight_SW)
     count_T[0] = 1.0  # step 0 is alpha_1 itself, in no window
     gap_S = np.asarray(plan.starts, np.float32)  # window s starts starts[s] steps after alpha_1
     relay = ProgressRelay()
@@ -130,7 +152,7 @@ def _compiled(graphdef, plan, settings, mesh):
                 [jnp.zeros((b, s, 1), jnp.int32), t_BT[:, index_SW]], axis=2
             ).reshape(g, w + 1)
             x0_BSWM = model_x0(m_t_GLM, t_GL)[:, 1:].reshape(b, s, w, m)
-            weighted = x0_BSWM * jnp.asarray(weight_W)[None, None, :, None]
+            weighted = x0_BSWM * jnp.asarray(weight_SW)[None, :, :, None]
             sum_BTM = jnp.zeros_like(x_BTM).at[:, index_SW].add(weighted)
             # Host progress tick with the step's diffusion time (one call per solver step).
             jax.debug.callback(lambda t: relay(int(t)), t_BT[0, -1])
@@ -142,7 +164,7 @@ def _compiled(graphdef, plan, settings, mesh):
         m_BTM = sample(
             denoise_timeline, schedule, noise_BTM, num_steps=num_steps, prediction="x0",
             sampler="ddim", clip_x0=False, known_x0=jnp.zeros_like(noise_BTM),
-            known_mask=known_mask_BT,
+            known_mask=known_mask_BT, eta=eta, key=jax.random.fold_in(key, 1) if eta else None,
         )  # fmt: skip
         return m_BTM + alpha1_BM[:, None, :]
 
@@ -162,6 +184,8 @@ def anchored_motion(
     prediction: str,
     chunk_size: int = 512,
     overlap: int = DEFAULT_OVERLAP,
+    eta: float = 0.0,
+    blend: str = "triangular",
     guidance_scale: float = 1.0,
     unconditional: bool = False,
     mesh: Mesh | None = None,
@@ -171,14 +195,18 @@ def anchored_motion(
 
     All windows of every sequence go through one compiled DDIM loop, `chunk_size` windows
     per model call; `mesh` splits them over devices. `progress` is called with each
-    finished solver step. Guidance and `unconditional` are as in `sample_motion`. The model
+    finished solver step. Guidance and `unconditional` are as in `sample_motion`; `eta` > 0
+    adds DDIM's fresh noise at every step (0: deterministic). The model
     must take frame times (`model.frame_times`): without them a window cannot know where it
     lies, which is what made the segments restart.
     """
     if num_frames < 2:
         raise ValueError(f"num_frames: expected >= 2, got {num_frames}")
     plan = motion_plan(num_frames, length, overlap)
-    settings = (num_steps, prediction, float(guidance_scale), bool(unconditional), chunk_size)
+    settings = (
+        num_steps, prediction, float(guidance_scale), bool(unconditional), chunk_size, float(eta),
+        blend,
+    )  # fmt: skip
     run, relay = _compiled(graphdef, plan, settings, mesh)
     args = (params, schedule, jnp.asarray(alpha1_BM, jnp.float32), key)
     if mesh is not None:

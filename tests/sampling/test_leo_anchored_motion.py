@@ -37,6 +37,14 @@ def test_plan_covers_every_step_with_overlapping_windows():
     assert index.min() == 1 and index.max() == 22
     assert set(index.ravel()) == set(range(1, 23))
     np.testing.assert_array_equal(plan.weight_W(), [1, 2, 3, 2, 1])
+    # nearest: every step belongs to exactly one window, the one it sits most centrally in.
+    owners = plan.weight_SW("nearest")
+    counts = np.zeros(23)
+    np.add.at(counts, index, owners)
+    np.testing.assert_array_equal(counts[1:], 1.0)
+    assert owners[0].tolist() == [1, 1, 1, 1, 0]  # step 4: weight 2 here, 1 in window 1
+    with pytest.raises(ValueError, match="blend"):
+        plan.weight_SW("max")
     short = motion_plan(4, L)  # fewer steps than a window: one window of T - 1
     assert short.starts == (1,) and short.width == 3
 
@@ -50,13 +58,14 @@ def test_one_window_is_the_first_frame_conditioned_sample(model):
     np.testing.assert_allclose(anchored, direct, atol=1e-5)
 
 
-def _reference_timeline_sample(graphdef, params, alpha1, key, num_frames, overlap):
+def _reference_timeline_sample(graphdef, params, alpha1, key, num_frames, overlap, blend):
     """The co-denoising written out step by step in numpy-level jax, one window at a time."""
     from anchored_jax.diffusion.objectives import predict_x0_and_eps
     from anchored_jax.diffusion.samplers import ddim_step, timestep_spacing
 
     model = nnx.merge(graphdef, params)
     plan = motion_plan(num_frames, L, overlap)
+    weight_SW = plan.weight_SW(blend)
     b = alpha1.shape[0]
     x = np.asarray(jax.random.normal(key, (b, num_frames, M)), np.float64)
     x[:, 0] = 0.0
@@ -65,7 +74,7 @@ def _reference_timeline_sample(graphdef, params, alpha1, key, num_frames, overla
         t_prev = t_steps[i + 1] if i + 1 < len(t_steps) else -1
         total = np.zeros_like(x)
         weight = np.zeros(num_frames)
-        for start in plan.starts:
+        for start, w in zip(plan.starts, weight_SW):
             frames = np.arange(start, start + plan.width)
             m_t = np.concatenate([np.zeros((b, 1, M)), x[:, frames]], 1).astype(np.float32)
             t_bl = np.full((b, plan.width + 1), t, np.int32)
@@ -73,8 +82,8 @@ def _reference_timeline_sample(graphdef, params, alpha1, key, num_frames, overla
             gap = jnp.full((b,), float(start))  # step 1 of the window is `start` after alpha_1
             out = model(jnp.asarray(m_t), jnp.asarray(t_bl), alpha1, gap_B=gap)
             x0 = np.asarray(predict_x0_and_eps("x0", SCHEDULE, m_t, t_bl, out)[0])[:, 1:]
-            total[:, frames] += x0 * plan.weight_W()[None, :, None]
-            weight[frames] += plan.weight_W()
+            total[:, frames] += x0 * w[None, :, None]
+            weight[frames] += w
         x0_all = total / np.maximum(weight, 1)[None, :, None]
         t_bt = np.full((b, num_frames), t, np.int32)
         t_prev_bt = np.full((b, num_frames), t_prev, np.int32)
@@ -87,7 +96,8 @@ def _reference_timeline_sample(graphdef, params, alpha1, key, num_frames, overla
     return x + np.asarray(alpha1)[:, None]
 
 
-def test_overlapping_windows_average_their_shared_frames(model):
+@pytest.mark.parametrize("blend", ["triangular", "nearest"])
+def test_overlapping_windows_average_their_shared_frames(model, blend):
     graphdef, params = model
     T = 23
     alpha1 = jax.random.normal(jax.random.key(4), (2, M)) * 3.0
@@ -95,15 +105,15 @@ def test_overlapping_windows_average_their_shared_frames(model):
     steps = []
     out = anchored_motion(
         graphdef, params, SCHEDULE, alpha1, key, num_frames=T, chunk_size=3, overlap=2,
-        progress=steps.append, **KW,
+        blend=blend, progress=steps.append, **KW,
     )  # fmt: skip
     assert out.shape == (2, T, M) and len(steps) == KW["num_steps"]
     np.testing.assert_array_equal(np.asarray(out[:, 0]), np.asarray(alpha1))
-    expected = _reference_timeline_sample(graphdef, params, alpha1, key, T, overlap=2)
+    expected = _reference_timeline_sample(graphdef, params, alpha1, key, T, 2, blend)
     np.testing.assert_allclose(out, expected, atol=2e-4)
     # Chunking the windows is only a memory choice.
     one_call = anchored_motion(
-        graphdef, params, SCHEDULE, alpha1, key, num_frames=T, overlap=2, **KW
+        graphdef, params, SCHEDULE, alpha1, key, num_frames=T, overlap=2, blend=blend, **KW
     )
     np.testing.assert_allclose(out, one_call, atol=1e-5)
 
