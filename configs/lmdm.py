@@ -53,7 +53,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     data.animator_workdir = "runs/animator_tiny"  # code_source=animator: the animator run
     data.code_cache_dir = ""  # animator codes cache; "" = <animator_workdir>/motion_codes
     data.code_scale = 25.0  # landmark codes: scale of the projection (offsets std ~0.7)
-    data.code_file = ""  # unused (kept for old run configs); animator codes are cached by digest
+    data.code_file = ""  # optional fixed .npz for the train codes (not keyed); "" = digest cache
     data.window_stride = 4  # unused by training (random window starts); kept for old configs
     # Gap from the conditioning code to a training window: log_uniform (1..video length, so
     # the anchored LMDM sees every gap it is asked for) | consecutive (LEO's windows only).

@@ -149,6 +149,16 @@ def cached_codes(
     also on a cache hit: the digest is the key, so a retrained animator never reads stale
     codes). Landmark stand-in codes are cheap and never cached.
     """
+    explicit = data.get("code_file", "") if split == "train" else ""
+    if explicit:  # a file the user named: read if there, else extracted and written there
+        if os.path.exists(explicit):
+            return read_code_file(explicit)
+        codes = cached_codes(
+            ml_collections.ConfigDict({**data.to_dict(), "code_file": ""}), split,
+            motion_dim=motion_dim, load_encoder=load_encoder,
+        )  # fmt: skip
+        write_code_file(explicit, codes)
+        return codes
     if data.code_source != "animator":
         return extract_codes(data, split, motion_dim=motion_dim)
     if load_encoder is None:
