@@ -1,14 +1,14 @@
 r"""LEO phase 2: the Latent Motion Diffusion Model over sequences of 20-d motion codes.
 
-Train the tiny variant on CPU (about 4 minutes) on stand-in codes from the synthetic faces'
-landmark tracks (see data_pipelines/motion_codes.py):
+It learns the trained animator's own motion codes (LEO's phase 2): train the animator first,
+then the LMDM; the codes are extracted with the animator's encoder once and cached under
+`<animator run>/motion_codes/`, keyed by the encoder's parameter digest:
 
+  python -m launch.train --config configs/animator.py:tiny --workdir runs/animator_tiny
   python -m launch.train --config configs/lmdm.py:tiny --workdir runs/lmdm_tiny
 
-With a trained animator, extract real codes with its encoder instead:
-
-  python -m launch.train --config configs/lmdm.py:tiny --workdir runs/lmdm_anim \
-      --config.data.code_source=animator --config.data.animator_workdir=runs/animator_tiny
+Without an animator (tests, plumbing checks), `--config.data.code_source=landmarks` uses a
+seeded projection of the synthetic faces' landmark tracks as stand-in codes.
 
 Variants: tiny (CPU) | base (LEO-sized sequences: L = 64, wider transformer).
 LEO's 1-D temporal U-Net instead of the transformer: --config.model.architecture=unet.
@@ -39,17 +39,24 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     data.source = "synthetic"  # any source of data_pipelines.pipeline.make_source
     data.image_size = 64  # frame side for the animator's encoder (unused by landmark codes)
     data.fps = 25.0  # frame rate of the source videos
-    data.video_frames = 64  # frames per synthetic video
+    # Frames per synthetic video. Long videos (1024 = the long generations asked for) give
+    # the anchored windows every gap inference uses, and real 1024-frame drift statistics.
+    data.video_frames = 1024
     data.num_train_identities = 64  # synthetic training identities
     data.num_test_identities = 8  # held-out identities for the delta-statistics check
-    data.videos_per_identity = 4  # synthetic videos per identity
+    data.videos_per_identity = 1  # synthetic videos per identity (64 x 1024 codes to extract)
     data.seed = 0  # seed of the synthetic world and of the window order
     data.worker_count = 0  # unused: windows are served from memory
-    data.code_source = "landmarks"  # landmarks (seeded projection stand-in) | animator
+    # animator: the trained animator's encoder (LEO) | landmarks: a seeded projection of the
+    # synthetic landmark tracks, a stand-in for tests when no animator exists.
+    data.code_source = "animator"
+    data.animator_workdir = "runs/animator_tiny"  # code_source=animator: the animator run
+    data.code_cache_dir = ""  # animator codes cache; "" = <animator_workdir>/motion_codes
     data.code_scale = 25.0  # landmark codes: scale of the projection (offsets std ~0.7)
-    data.code_file = ""  # optional .npz cache of the train codes; written if missing
-    data.window_stride = 4  # frames between the starts of consecutive training windows
-    data.animator_workdir = ""  # code_source=animator: the animator run to take the encoder from
+    data.code_file = ""  # optional fixed .npz for the train codes (not keyed); "" = digest cache
+    # Gap from the conditioning code to a training window: log_uniform (1..video length, so
+    # the anchored LMDM sees every gap it is asked for) | consecutive (LEO's windows only).
+    data.window_gaps = "log_uniform"
 
     # --- model: denoiser of offsets m = alpha - alpha_1 (LMC) -------------------------------
     config.model = model = ml_collections.ConfigDict()
@@ -63,6 +70,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     model.num_heads = heads  # temporal attention heads (unet: must divide unet_channels[-1])
     model.mlp_ratio = 4.0  # MLP hidden width / width (unused by unet)
     model.unet_channels = unet_channels  # unet: channels per level (multiples of 8), L halved
+    # Windows carry their gap after the conditioning code (needed by the anchored LMDM, whose
+    # windows lie anywhere after alpha_1); False: every window reads as right after alpha_1.
+    model.frame_times = True
+    model.time_period = 20.0  # longest period of the log(gap) sinusoid; gaps < e^10 unique
 
     # --- diffusion ---------------------------------------------------------------------------
     config.diffusion = diffusion = ml_collections.ConfigDict()

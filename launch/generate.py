@@ -37,6 +37,7 @@ from anchored_jax.pipelines.checkpoints import load_model  # noqa: E402
 from anchored_jax.pipelines.command_line import run  # noqa: E402
 from anchored_jax.sampling.leo_anchored_motion import join_statistics  # noqa: E402
 from anchored_jax.sampling.leo_motion_generation import motion_norm_statistics  # noqa: E402
+from anchored_jax.sampling.leo_motion_statistics import long_motion_report  # noqa: E402
 from data_pipelines.inference_inputs import InputError, check_frames, load_source_image  # noqa: E402
 from data_pipelines.lmdm_codes import load_codes  # noqa: E402
 from data_pipelines.motion_codes import write_code_file  # noqa: E402
@@ -44,6 +45,7 @@ from data_pipelines.output_videos import PanelVideos, to_display  # noqa: E402
 from data_pipelines.video_writing import check_output_video  # noqa: E402
 
 METHODS = leo.METHODS
+REPORTED = ("delta_mean", "delta_std", "drift_mean", "drift_std")  # --compare vs real codes
 generate_codes = leo.generate_codes
 
 
@@ -87,8 +89,13 @@ def compare(lmdm, out: str, *, num_frames: int, sequences: int, seed=0, steps=0)
             **join_statistics(codes[method], config.model.length),
         )
     results["real_norm_mean"] = float(np.linalg.norm(test_codes_NTM, axis=-1).mean())
+    plotted = codes
+    if test_codes_NTM.shape[1] >= num_frames:  # held-out videos as long: real statistics too
+        real_BTM = test_codes_NTM[:sequences, :num_frames]
+        results["vs_real"] = long_motion_report(real_BTM, codes, config.model.length)
+        plotted = {"real": real_BTM, **codes}
     title = f"LMDM motion norm over {num_frames} frames, {len(first_BM)} held-out first codes"
-    write_norm_plot(out, codes, title)
+    write_norm_plot(out, plotted, title)
     with open(f"{os.path.splitext(out)[0]}.json", "w") as f:
         json.dump(results, f, indent=1)
     return results
@@ -194,6 +201,17 @@ def main(argv):
                 print(
                     f"{method}: {r['seconds']:.1f} s, norm by window {norms}, join |d| "
                     f"{r['join_delta_mean']:.4f} within {r['within_delta_mean']:.4f}"
+                )
+            for name, r in results.get("vs_real", {}).items():
+                errors = "" if name == "real" else (
+                    " (vs real: "
+                    + ", ".join(f"{100 * r[f'{k}_rel_error']:+.1f}%" for k in REPORTED)
+                    + ")"
+                )  # fmt: skip
+                print(
+                    f"{name}: |d| mean {r['delta_mean']:.4f} std {r['delta_std']:.4f}, drift "
+                    f"|a_t - a_1| mean {r['drift_mean']:.3f} std {r['drift_std']:.3f}{errors}; "
+                    f"join/within {r['join_ratio']:.2f}, saw-tooth {r['sawtooth']:.3f}"
                 )
             print(f"wrote {FLAGS.out}")
             return

@@ -6,6 +6,18 @@ first code alpha_1. The Linear Motion Condition (LMC) concatenates alpha_1 to ev
 input; in unconditional mode (dropped per example for classifier-free guidance) a learned null
 code stands in for it. The codes are then `alpha = m + alpha_1` (`codes_from_offsets`).
 
+Window gap (`frame_times=True`, the default): a window is its conditioning code (slot 0)
+followed by L-1 consecutive codes that start `gap_B` frames after it. LEO's first-frame
+sequences and its chaining have gap 1; the model is trained on every gap, so the anchored
+LMDM can ask for steps 300..314 after alpha_1 and get codes whose spread from alpha_1 is that
+of 300 frames, not of 1 (sampling/leo_anchored_motion.py). The gap enters as one embedding of
+log(gap) added to every token, beside the fixed positions 0..L-1. Why not each step's own
+time: a sinusoid fine enough to tell frame 300 from 301 gives every rarely-seen time its own
+high-frequency code, and the tiny model answered with per-frame jitter at long gaps (|delta
+alpha| 1.8x the real steps); the positions, seen in every window, carry the step-to-step
+structure instead. With `frame_times=False` there is no gap input (every window reads as
+starting right after its conditioning code: the earlier design).
+
 `model.architecture` picks the backbone between the shared input projection, timestep MLP and
 zero-initialised output layer:
 - "transformer": pre-norm temporal self-attention blocks over the L steps plus an MLP; the
@@ -24,7 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from anchored_jax.models.embeddings import sincos_1d, timestep_features
+from anchored_jax.models.embeddings import (
+    FRAME_TIME_FREQ_DIM,
+    frame_time_features,
+    sincos_1d,
+    timestep_features,
+)
 
 TIMESTEP_FEATURES = 256  # width of the timestep sinusoid fed to the embedding MLP
 ARCHITECTURES = ("transformer", "unet")
@@ -45,6 +62,12 @@ class LmdmConfig:
     # unet: channels per level (full L, L/2, ...); width is then the timestep-embedding width,
     # depth and mlp_ratio are unused, and num_heads must divide the last entry.
     unet_channels: tuple[int, ...] = (64, 128)
+    # Windows carry their gap after the conditioning code (a sinusoid of log(gap) + MLP);
+    # False: no gap input, every window reads as starting right after its conditioning code.
+    frame_times: bool = True
+    # Longest period of the log-gap sinusoid, in units of log(frames); log-gaps up to half of
+    # it embed uniquely (20: any gap below e^10 frames).
+    time_period: float = 20.0
 
     def __post_init__(self):
         # A config restored from JSON holds a list; the config is hashed as part of a graphdef,
@@ -70,6 +93,10 @@ class LmdmConfig:
             )
         if not self.mlp_ratio > 0:
             raise ValueError(f"model.mlp_ratio: expected > 0, got {self.mlp_ratio}")
+        if not isinstance(self.frame_times, bool):
+            raise ValueError(f"model.frame_times: expected True or False, got {self.frame_times!r}")
+        if not self.time_period > 0:
+            raise ValueError(f"model.time_period: expected > 0 frames, got {self.time_period}")
 
     def _validate_unet(self):
         channels = self.unet_channels
@@ -181,7 +208,11 @@ class TemporalUnet(nnx.Module):
 
 
 class LatentMotionDenoiser(nnx.Module):
-    """`(m_t_BLM, t_BL, alpha1_BM) -> model output_BLM` (epsilon, v or x0 of the offsets m)."""
+    """`(m_t_BLM, t_BL, alpha1_BM) -> model output_BLM` (epsilon, v or x0 of the offsets m).
+
+    `gap_B` (frame_times models): frames from the conditioning code to the window's step 1;
+    None means 1 (consecutive steps right after it).
+    """
 
     def __init__(self, config: LmdmConfig, *, rngs: nnx.Rngs):
         self.config = config
@@ -193,6 +224,9 @@ class LatentMotionDenoiser(nnx.Module):
         self.null_code = nnx.Param(jnp.zeros((m,), jnp.float32))
         self.t_fc1 = nnx.Linear(TIMESTEP_FEATURES, w, rngs=rngs)
         self.t_fc2 = nnx.Linear(w, w, rngs=rngs)
+        if config.frame_times:
+            self.time_fc1 = nnx.Linear(FRAME_TIME_FREQ_DIM, w, rngs=rngs)
+            self.time_fc2 = nnx.Linear(w, c, rngs=rngs)
         if unet:
             self.unet = TemporalUnet(config, rngs=rngs)
             self.norm_out = nnx.GroupNorm(c, num_groups=UNET_GROUPS, rngs=rngs)
@@ -208,6 +242,7 @@ class LatentMotionDenoiser(nnx.Module):
         t_BL: jax.Array,
         alpha1_BM: jax.Array,
         *,
+        gap_B: jax.Array | None = None,
         drop_condition_B: jax.Array | None = None,
     ) -> jax.Array:
         b, length, m = m_t_BLM.shape
@@ -225,6 +260,11 @@ class LatentMotionDenoiser(nnx.Module):
         cond_BLM = jnp.broadcast_to(cond_BM[:, None, :], (b, length, m))
         h_BLW = self.embed_in(jnp.concatenate([m_t_BLM.astype(jnp.float32), cond_BLM], -1))
         t_emb_BLW = self.t_fc2(jax.nn.silu(self.t_fc1(timestep_features(t_BL))))
+        if self.config.frame_times:
+            gap_B = jnp.ones((b,), jnp.float32) if gap_B is None else gap_B
+            log_gap_B = jnp.log(jnp.maximum(jnp.asarray(gap_B, jnp.float32), 1.0))
+            features = frame_time_features(log_gap_B, self.config.time_period)
+            h_BLW = h_BLW + self.time_fc2(jax.nn.silu(self.time_fc1(features)))[:, None]
         if unet:
             h_BLC = self.unet(h_BLW, t_emb_BLW)
             return self.out(jax.nn.silu(self.norm_out(h_BLC)))

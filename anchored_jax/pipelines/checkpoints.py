@@ -222,12 +222,18 @@ def load_sdit(path: str | os.PathLike, what: str = "--checkpoint") -> LoadedMode
 
 
 def animator_motion_encoder(animator_workdir: str, what: str = "data.animator_workdir"):
-    """`frames_BHWC -> alpha_BM`: the motion encoder of a trained (or imported) animator.
+    """`(frames_BHWC -> alpha_BM, encoder parameters)`: the motion encoder of a trained (or
+    imported) animator; its parameters name it (they key the LMDM's cached codes).
 
     The LMDM trains on the codes it gives (`data.code_source = "animator"`).
     """
     if not animator_workdir:
         raise CheckpointLoadError(f"{what}: code_source=animator needs an animator run")
+    if not os.path.isdir(animator_workdir):
+        raise CheckpointLoadError(
+            f"{what}: no animator run at {animator_workdir} (train one with configs/animator.py, "
+            "or set data.code_source=landmarks for stand-in codes)"
+        )
     _, graphdef, params = load_model(animator_workdir, "animator", what)
     encoder = nnx.merge(graphdef, params).enc
-    return jax.jit(lambda x_BHWC: encoder(x_BHWC)[2])
+    return jax.jit(lambda x_BHWC: encoder(x_BHWC)[2]), nnx.state(encoder, nnx.Param)

@@ -1,29 +1,35 @@
-"""The anchored LMDM: long motion-code sequences as segments that share one anchor code.
+"""The anchored LMDM: a long motion-code sequence denoised as overlapping windows that all
+condition on the one anchor code alpha_1, in one batched loop.
 
-A T-step sequence of motion codes is split like an anchored video (`plan_segments`,
-contiguous plan, K = the LMDM's length L): slot 0 of every segment is the anchor code and
-slots 1..L-1 hold L-1 of the other T-1 steps. All segments of all sequences are denoised in
-one batched loop by the anchored sampler (`denoise_segments`), which hands its denoiser
-`[C, L, M]` offsets instead of `[C, K, H, W, C]` frames; nothing else changes.
+Why the earlier design restarted at every join, and what replaces it:
 
-What the anchor and the step positions mean here:
+- It gave the LMDM no frame times, so every segment read its steps as 1..L-1 frames after
+  alpha_1, wherever they lay in the video: each segment was a fresh first-frame sample and
+  the motion snapped back towards alpha_1 at every join (|delta alpha| 9x the within-segment
+  step). Now each window carries its gap after the anchor (`gap_B`, frames), and the model
+  is trained on windows at any gap from their conditioning code (data_pipelines/
+  motion_codes.py, `build_anchored_window_dataset`), so steps 300..314 come out with the
+  spread from alpha_1 that 300 frames have.
+- Time alone would leave neighbouring windows independent given alpha_1: each would be a
+  plausible 15-frame stretch, but not the continuation of the one before. So the windows
+  overlap, and the state lives on the timeline, one value per frame: at every solver step
+  each window predicts x0 of its frames, the predictions of a frame are averaged over the
+  windows that hold it, and the DDIM update runs on the timeline. The default blend,
+  `nearest`, takes each frame's x0 from the one window it sits most centrally in (weight 1,
+  else 0): windows still see each other's frames as context in the overlap, but disagreeing
+  predictions are never averaged, which pulled the motion towards its mean (`triangular`
+  weights, falling to the window edges: |delta alpha| -10% against real codes, `nearest`
+  -5%; docs/leo.md). Overlapping windows thus
+  agree on their shared frames the way the sDiT's segments agree on their shared anchor
+  (co-denoising of overlapping windows as in MultiDiffusion, Bar-Tal et al. 2023).
 
-- The LMDM denoises offsets m = alpha - alpha_1 with step 0 held at m = 0 and alpha_1 fed to
-  every step (the LMC). In offset space the anchor is therefore always *known*: it is m = 0 in
-  every segment, held clean at per-step t = 0 (the sampler's `known` / `clean` path), which is
-  exactly how training and `sample_offsets` show step 0. A *generated* anchor has no meaning
-  for this model (step 0 is never denoised in training), so it is not offered.
-- The LMDM has no frame times: its positions 0..L-1 are fixed sinusoids learned from
-  consecutive codes. We read position i as "i steps after a step whose code is the anchor"
-  in every segment, wherever the segment's steps lie in the output. Each segment is thus a
-  first-frame-conditioned sample that starts from the anchor's pose, and the output is the
-  segments' steps in time order. The norm cannot drift (every step is at most L-1 model
-  steps from alpha_1), but at each segment join the motion restarts from near the anchor:
-  joins are not continuous (`join_statistics` measures this), unlike LEO's chain.
+The anchor is always known: in offset space m = alpha - alpha_1 it is m = 0 at time 0, held
+clean at t = 0 in every window, exactly as in training. Frame 0 of the output is alpha_1.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 
@@ -33,61 +39,138 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from anchored_jax.diffusion.objectives import predict_x0_and_eps
 from anchored_jax.diffusion.schedules import Schedule
-from anchored_jax.models.leo_lmdm import codes_from_offsets
-from anchored_jax.sampling.anchored_sampler import ProgressRelay, denoise_segments
+from anchored_jax.sampling.anchored_sampler import ProgressRelay
+from anchored_jax.sampling.denoise_loop import sample
 from anchored_jax.sampling.leo_motion_generation import make_denoise_fn
-from anchored_jax.sampling.sampler_settings import SamplerSettings
-from anchored_jax.sampling.segment_plan import SegmentPlan, plan_segments
+
+DEFAULT_OVERLAP = 7  # frames shared by neighbouring windows of L-1 = 15 (stride 8)
+BLENDS = ("triangular", "nearest")
 
 
-def motion_plan(num_frames: int, length: int) -> SegmentPlan:
-    """The contiguous anchored plan of `num_frames` steps in segments of the LMDM's length."""
-    return plan_segments(num_frames, length, anchor=0, kind="contiguous")
+@dataclasses.dataclass(frozen=True)
+class MotionWindows:
+    """Windows of `width` consecutive output steps (step 0, alpha_1, is in none of them)."""
+
+    starts: tuple[int, ...]  # first output step of each window
+    width: int  # steps per window (L - 1, or T - 1 for a short sequence)
+
+    @property
+    def num_segments(self) -> int:
+        return len(self.starts)
+
+    def index_SW(self) -> np.ndarray:
+        return np.asarray(self.starts)[:, None] + np.arange(self.width)[None]
+
+    def weight_W(self) -> np.ndarray:
+        """Triangular weights (1 at the ends, peak mid-window): a frame is taken mostly from
+        the window that sees context on both of its sides."""
+        k = np.arange(self.width)
+        return np.minimum(k + 1, self.width - k).astype(np.float32)
+
+    def weight_SW(self, blend: str) -> np.ndarray:
+        """Per window and slot: `triangular` weights, or `nearest` (1 for the one window in
+        which the frame sits most centrally, 0 elsewhere)."""
+        if blend not in BLENDS:
+            raise ValueError(f"blend: expected one of {list(BLENDS)}, got {blend!r}")
+        index_SW = self.index_SW()
+        weight_SW = np.broadcast_to(self.weight_W(), index_SW.shape).astype(np.float32)
+        if blend == "triangular":
+            return weight_SW
+        best_T = np.zeros(index_SW.max() + 1, np.float32)
+        np.maximum.at(best_T, index_SW, weight_SW)
+        owner_SW = weight_SW == best_T[index_SW]
+        # Ties (two windows equally central) go to the earlier window only.
+        first = np.zeros_like(best_T, bool)
+        out = np.zeros_like(weight_SW)
+        for s in range(len(index_SW)):
+            take = owner_SW[s] & ~first[index_SW[s]]
+            out[s, take] = 1.0
+            first[index_SW[s][take]] = True
+        return out
 
 
-def motion_settings(num_steps: int, chunk_size: int = 32) -> SamplerSettings:
-    """DDIM with the anchor (m = 0) held clean; no x0 clipping (codes are not pixels)."""
-    return SamplerSettings(
-        method="anchored",
-        anchor="known",
-        known_anchor_mode="clean",
-        sampler="ddim",
-        num_steps=num_steps,
-        chunk_size=chunk_size,
-        clip_x0=False,
-    )
+def motion_plan(num_frames: int, length: int, overlap: int = DEFAULT_OVERLAP) -> MotionWindows:
+    """Windows of L-1 steps covering steps 1..T-1, each `overlap` steps into the next."""
+    if num_frames < 2:
+        raise ValueError(f"num_frames: expected >= 2, got {num_frames}")
+    width = min(length - 1, num_frames - 1)
+    if not 0 <= overlap < width:
+        overlap = min(max(overlap, 0), width - 1)
+    stride = width - overlap
+    last = num_frames - width  # the last window ends at step T - 1
+    starts = list(range(1, last + 1, stride))
+    if starts[-1] != last:
+        starts.append(last)
+    return MotionWindows(tuple(starts), width)
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(graphdef, num_frames, length, settings, prediction, guidance, unconditional, mesh):
-    plan = motion_plan(num_frames, length)
-    frames_index = plan.frame_index_SK[plan.owned_SK]  # output step of each owned slot
+def _compiled(graphdef, plan, settings, mesh):
+    num_steps, prediction, guidance, unconditional, chunk_size, eta, blend = settings
+    index_SW = plan.index_SW()
+    s, w = index_SW.shape
+    weight_SW = plan.weight_SW(blend)
+    count_T = np.zeros(index_SW.max() + 1, np.float32)
+    np.add.at(count_T, index_SW, weight_SW)
+    count_T[0] = 1.0  # step 0 is alpha_1 itself, in no window
+    gap_S = np.asarray(plan.starts, np.float32)  # window s starts starts[s] steps after alpha_1
     relay = ProgressRelay()
 
     def run(params, schedule, alpha1_BM, key):
         b, m = alpha1_BM.shape
-        s = plan.num_segments
+        g = b * s  # windows of every sequence, sequence-major
+        chunk = min(chunk_size, g)
+        padded = -(-g // chunk) * chunk
+        alpha1_GM = jnp.repeat(alpha1_BM, s, axis=0)
+        gap_G = jnp.tile(jnp.asarray(gap_S), b)
 
-        def denoise(m_t_CLM, t_CL, alpha1_CM):
-            fn = make_denoise_fn(
-                graphdef, params, alpha1_CM, guidance_scale=guidance, unconditional=unconditional
-            )
-            return fn(m_t_CLM, t_CL)
+        def pad(x):
+            return jnp.concatenate([x, jnp.repeat(x[-1:], padded - g, 0)]) if padded > g else x
 
-        # Drawn as [B, S, L, M] from `key` itself: with one segment this is the very noise
-        # `sample_motion` draws from the same key, so the two agree.
-        noise_BSLM = jax.random.normal(key, (b, s, length, m), jnp.float32)
-        alpha1_GM = jnp.repeat(alpha1_BM, s, axis=0)  # G = B * S segments, sequence-major
-        m_GLM = denoise_segments(
-            denoise, schedule, noise_BSLM.reshape(b * s, length, m), alpha1_GM,
-            jnp.ones((b * s,), bool), jax.random.fold_in(key, 1), settings=settings,
-            prediction=prediction, source_HWC=jnp.zeros((m,), jnp.float32),
-            progress_fn=relay, mesh=mesh,
+        def model_x0(m_t_GLM, t_GL):
+            def one_chunk(args):
+                m_t, t, gap, alpha1 = args
+                denoise = make_denoise_fn(
+                    graphdef, params, alpha1, guidance_scale=guidance, unconditional=unconditional
+                )
+                out = denoise(m_t, t, gap_B=gap)
+                return predict_x0_and_eps(prediction, schedule, m_t, t, out)[0]
+
+            args = tuple(pad(x) for x in (m_t_GLM, t_GL, gap_G, alpha1_GM))
+            if mesh is not None:
+                spec = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+                args = jax.lax.with_sharding_constraint(args, spec)
+            args = jax.tree.map(lambda x: x.reshape(padded // chunk, chunk, *x.shape[1:]), args)
+            x0 = jax.lax.map(one_chunk, args)
+            return x0.reshape(padded, *x0.shape[2:])[:g]
+
+        def denoise_timeline(x_BTM, t_BT):
+            # Every window: the anchor (m = 0, clean) then its frames of the timeline.
+            m_t_BSWM = x_BTM[:, index_SW]
+            m_t_GLM = jnp.concatenate(
+                [jnp.zeros((b, s, 1, m), x_BTM.dtype), m_t_BSWM], axis=2
+            ).reshape(g, w + 1, m)
+            t_GL = jnp.concatenate(
+                [jnp.zeros((b, s, 1), jnp.int32), t_BT[:, index_SW]], axis=2
+            ).reshape(g, w + 1)
+            x0_BSWM = model_x0(m_t_GLM, t_GL)[:, 1:].reshape(b, s, w, m)
+            weighted = x0_BSWM * jnp.asarray(weight_SW)[None, :, :, None]
+            sum_BTM = jnp.zeros_like(x_BTM).at[:, index_SW].add(weighted)
+            # Host progress tick with the step's diffusion time (one call per solver step).
+            jax.debug.callback(lambda t: relay(int(t)), t_BT[0, -1])
+            return sum_BTM / jnp.asarray(count_T)[None, :, None]
+
+        num_frames = len(count_T)
+        noise_BTM = jax.random.normal(key, (b, num_frames, m), jnp.float32)
+        known_mask_BT = jnp.zeros((b, num_frames), bool).at[:, 0].set(True)
+        m_BTM = sample(
+            denoise_timeline, schedule, noise_BTM, num_steps=num_steps, prediction="x0",
+            sampler="ddim", clip_x0=False, known_x0=jnp.zeros_like(noise_BTM),
+            known_mask=known_mask_BT, eta=eta, key=jax.random.fold_in(key, 1) if eta else None,
         )  # fmt: skip
-        codes_BSLM = codes_from_offsets(m_GLM, alpha1_GM).reshape(b, s, length, m)
-        out_BTM = jnp.zeros((b, num_frames, m), jnp.float32).at[:, 0].set(alpha1_BM)
-        return out_BTM.at[:, frames_index].set(codes_BSLM[:, plan.owned_SK])
+        return m_BTM + alpha1_BM[:, None, :]
 
     return jax.jit(run), relay
 
@@ -103,29 +186,34 @@ def anchored_motion(
     length: int,
     num_steps: int,
     prediction: str,
-    chunk_size: int = 32,
+    chunk_size: int = 512,
+    overlap: int = DEFAULT_OVERLAP,
+    eta: float = 0.0,
+    blend: str = "nearest",
     guidance_scale: float = 1.0,
     unconditional: bool = False,
     mesh: Mesh | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> jax.Array:
-    """`[B, num_frames, M]` codes: step 0 is alpha_1, the rest come from anchored segments.
+    """`[B, num_frames, M]` codes: step 0 is alpha_1, the rest from overlapping windows.
 
-    All ceil((T - 1) / (L - 1)) segments of every sequence go through one compiled loop,
-    `chunk_size` segments per model call; `mesh` splits them over devices. `progress` is
-    called with each finished solver step. Guidance and `unconditional` are as in
-    `sample_motion`.
+    All windows of every sequence go through one compiled DDIM loop, `chunk_size` windows
+    per model call; `mesh` splits them over devices. `progress` is called with each
+    finished solver step. Guidance and `unconditional` are as in `sample_motion`; `eta` > 0
+    adds DDIM's fresh noise at every step (0: deterministic). The model
+    must take frame times (`model.frame_times`): without them a window cannot know where it
+    lies, which is what made the segments restart.
     """
-    if num_frames < 1:
-        raise ValueError(f"num_frames: expected >= 1, got {num_frames}")
-    settings = motion_settings(num_steps, chunk_size)
-    run, relay = _compiled(
-        graphdef, num_frames, length, settings, prediction, float(guidance_scale),
-        bool(unconditional), mesh,
+    if num_frames < 2:
+        raise ValueError(f"num_frames: expected >= 2, got {num_frames}")
+    plan = motion_plan(num_frames, length, overlap)
+    settings = (
+        num_steps, prediction, float(guidance_scale), bool(unconditional), chunk_size, float(eta),
+        blend,
     )  # fmt: skip
+    run, relay = _compiled(graphdef, plan, settings, mesh)
     args = (params, schedule, jnp.asarray(alpha1_BM, jnp.float32), key)
     if mesh is not None:
-        # Every device runs the whole model on its own segments.
         args = jax.device_put(args, NamedSharding(mesh, PartitionSpec()))
     relay.callback = progress
     try:
@@ -135,11 +223,11 @@ def anchored_motion(
 
 
 def join_statistics(alpha_BTM, length: int) -> dict[str, float]:
-    """Mean |alpha_{t+1} - alpha_t| (per magnitude) at segment joins and within segments.
+    """Mean |alpha_{t+1} - alpha_t| (per magnitude) at joins and within blocks of L-1 steps.
 
     A join is the step from the last step of one L-1-step block to the first of the next
-    (steps t = k(L-1) -> k(L-1)+1, k >= 1): where anchored segments meet, and where LEO's
-    chain starts each new chunk.
+    (steps t = k(L-1) -> k(L-1)+1, k >= 1): where LEO's chain starts each new chunk (and where
+    the earlier anchored design restarted its segments).
     """
     delta_BTM = np.abs(np.diff(np.asarray(alpha_BTM, np.float64), axis=1))
     step = np.arange(delta_BTM.shape[1])  # delta index t is the move from step t to t+1

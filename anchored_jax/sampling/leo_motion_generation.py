@@ -23,17 +23,20 @@ from anchored_jax.sampling.denoise_loop import sample
 
 
 def make_denoise_fn(graphdef, params, alpha1_BM, *, guidance_scale=1.0, unconditional=False):
-    """`(m_t_BLM, t_BL) -> out` of the denoiser; CFG with `guidance_scale` != 1."""
+    """`(m_t_BLM, t_BL, gap_B=None) -> out` of the denoiser; CFG with `guidance_scale` != 1.
+
+    `gap_B`: frames from alpha_1 to each window's step 1 (None: 1, consecutive)."""
     model = nnx.merge(graphdef, params)
     b = alpha1_BM.shape[0]
 
-    def denoise(m_t_BLM, t_BL):
+    def denoise(m_t_BLM, t_BL, gap_B=None):
+        null_B = jnp.ones((b,), bool)
         if unconditional:
-            return model(m_t_BLM, t_BL, alpha1_BM, drop_condition_B=jnp.ones((b,), bool))
-        cond = model(m_t_BLM, t_BL, alpha1_BM)
+            return model(m_t_BLM, t_BL, alpha1_BM, gap_B=gap_B, drop_condition_B=null_B)
+        cond = model(m_t_BLM, t_BL, alpha1_BM, gap_B=gap_B)
         if guidance_scale == 1.0:
             return cond
-        null = model(m_t_BLM, t_BL, alpha1_BM, drop_condition_B=jnp.ones((b,), bool))
+        null = model(m_t_BLM, t_BL, alpha1_BM, gap_B=gap_B, drop_condition_B=null_B)
         return null + guidance_scale * (cond - null)
 
     return denoise

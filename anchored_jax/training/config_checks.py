@@ -317,7 +317,7 @@ def validate_lmdm_config(config: ml_collections.ConfigDict) -> None:
     _check_counts(config, ("training.batch_size", "training.num_steps"))
     _check_adam(config, ("learning_rate",))
     _in_range(config, "diffusion.condition_dropout", 0.0, 1.0, closed_high=False)
-    _check_counts(config, ("diffusion.sample_steps", "data.window_stride"))
+    _check_counts(config, ("diffusion.sample_steps",))
     _choice(data.code_source, "data.code_source", ("landmarks", "animator"))
     _expect(
         data.code_source != "animator" or bool(data.animator_workdir),

@@ -1,4 +1,5 @@
-"""LEO animator losses: L1, the multi-scale VGG19 perceptual loss, the non-saturating GAN loss.
+"""LEO's losses: the animator's L1, multi-scale VGG19 perceptual and non-saturating GAN losses,
+and the LMDM's diffusion loss over motion-code windows (`lmdm_loss`).
 
 The perceptual loss compares VGG19 relu{1..5}_1 features of the generated and real frames on
 an image pyramid (full size, then three 2x average-pooled levels), each term weighted 10 (the
@@ -9,6 +10,11 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
+
+from anchored_jax.diffusion.objectives import diffusion_loss
+from anchored_jax.diffusion.schedules import Schedule, q_sample
+from anchored_jax.models.leo_lmdm import offsets_from_codes
 
 PERCEPTUAL_SCALES = 4
 PERCEPTUAL_TERM_WEIGHT = 10.0
@@ -58,3 +64,35 @@ def psnr(fake: jax.Array, real: jax.Array) -> jax.Array:
     """PSNR in dB per frame for images in [-1, 1] (peak-to-peak 2)."""
     mse = jnp.mean((fake - real) ** 2, axis=tuple(range(1, fake.ndim)))
     return 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-10))
+
+
+def lmdm_loss(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    schedule: Schedule,
+    codes_BLM: jax.Array,
+    key: jax.Array,
+    *,
+    prediction: str,
+    condition_dropout: float,
+    times_BL: jax.Array | None = None,
+) -> jax.Array:
+    """The diffusion loss of one batch of code windows.
+
+    Step 0 is the conditioning code: its offset is 0, fed clean at t = 0 and left out of the
+    mean, exactly as every sampler holds it. `times_BL` are the steps' frame times after it
+    (consecutive from step 1; None: 0..L-1); the model reads the window's gap `times_BL[:, 1]`.
+    """
+    m_BLM, alpha1_BM = offsets_from_codes(codes_BLM)
+    b, length, _ = m_BLM.shape
+    k_t, k_noise, k_drop = jax.random.split(key, 3)
+    t_B = jax.random.randint(k_t, (b,), 0, schedule.num_timesteps)
+    t_BL = jnp.broadcast_to(t_B[:, None], (b, length)).at[:, 0].set(0)
+    noise_BLM = jax.random.normal(k_noise, m_BLM.shape, jnp.float32)
+    m_t_BLM = q_sample(schedule, m_BLM, t_BL, noise_BLM).at[:, 0].set(0.0)
+    drop_B = jax.random.uniform(k_drop, (b,)) < condition_dropout
+    model = nnx.merge(graphdef, params)
+    gap_B = None if times_BL is None else times_BL[:, 1]
+    out = model(m_t_BLM, t_BL, alpha1_BM, gap_B=gap_B, drop_condition_B=drop_B)
+    weight_BL = jnp.ones((b, length)).at[:, 0].set(0.0)
+    return diffusion_loss(prediction, schedule, out, m_BLM, noise_BLM, t_BL, weight_BL)

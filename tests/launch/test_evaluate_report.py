@@ -321,6 +321,7 @@ def test_leo_animator_and_motion_reports(tmp_path):
     config = lmdm_config("tiny")
     config.model.update(width=16, depth=1, num_heads=2, length=4)
     config.data.update(num_test_identities=1, videos_per_identity=2, video_frames=16)
+    config.data.code_source = "landmarks"  # the stand-in: no animator run in tests
     config.diffusion.sample_steps = 2
     lmdm_state = jax.eval_shape(lambda: init_lmdm(config, 0)[2])
     lmdm = _export_leo(tmp_path, "lmdm", config, _random_like(lmdm_state.ema_params, seed=1))

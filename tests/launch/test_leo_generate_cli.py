@@ -37,6 +37,7 @@ def runs(tmp_path_factory):
     params = lia_generator_params(TINY, lia_layout_state_dict())
     save_inference_checkpoint(str(animator), tiny_run_config(), params)
     config = lmdm_configs.get_config("tiny")
+    config.data.code_source = "landmarks"  # the stand-in: no animator run in tests
     config.model.update(motion_dim=TINY.motion_dim, length=L, width=32, depth=1, num_heads=2)
     config.diffusion.sample_steps = 3
     config.data.num_test_identities = 1

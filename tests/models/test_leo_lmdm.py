@@ -63,6 +63,26 @@ def test_condition_and_timestep_change_the_output_and_null_ignores_alpha1():
     assert float(jnp.abs(mixed[0] - out_a1[0]).mean()) > 1e-2
 
 
+def test_window_gap_reaches_the_output_and_defaults_to_consecutive():
+    graphdef, params = nnx.split(_model())
+    model = nnx.merge(graphdef, params)
+    m_t = jax.random.normal(jax.random.key(6), (2, 6, 20))
+    t = jnp.full((2, 6), 400, jnp.int32)
+    alpha1 = jax.random.normal(jax.random.key(7), (2, 20))
+    consecutive = jnp.ones((2,))
+    np.testing.assert_allclose(
+        model(m_t, t, alpha1), model(m_t, t, alpha1, gap_B=consecutive), atol=1e-6
+    )
+    far = jnp.full((2,), 300.0)  # the same window, 300 frames after alpha_1
+    assert float(jnp.abs(model(m_t, t, alpha1, gap_B=far) - model(m_t, t, alpha1)).mean()) > 1e-2
+    # Without frame times the model has no gap parameters.
+    fixed = LatentMotionDenoiser(
+        LmdmConfig(motion_dim=20, length=6, width=32, depth=1, num_heads=2, frame_times=False),
+        rngs=nnx.Rngs(0),
+    )
+    assert not hasattr(fixed, "time_fc1")
+
+
 def test_sampled_codes_are_offsets_plus_first_code():
     graphdef, params = nnx.split(_model())
     schedule = make_schedule("cosine", 100)
@@ -128,7 +148,13 @@ def test_delta_statistics_reference_values():
 
 @pytest.mark.parametrize(
     "field, value, expected",
-    [("width", 30, "model.num_heads"), ("length", 1, "model.length"), ("depth", 0, "model.depth")],
+    [
+        ("width", 30, "model.num_heads"),
+        ("length", 1, "model.length"),
+        ("depth", 0, "model.depth"),
+        ("frame_times", 1, "model.frame_times"),
+        ("time_period", 0.0, "model.time_period"),
+    ],
 )
 def test_bad_config_names_the_field(field, value, expected):
     kwargs = dict(motion_dim=20, length=6, width=32, depth=1, num_heads=4)

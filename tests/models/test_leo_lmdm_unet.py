@@ -12,7 +12,8 @@ from flax import nnx
 
 from anchored_jax.diffusion.schedules import make_schedule
 from anchored_jax.models.leo_lmdm import LatentMotionDenoiser, LmdmConfig
-from anchored_jax.training.tasks.lmdm import lmdm_config, lmdm_loss
+from anchored_jax.training.leo_losses import lmdm_loss
+from anchored_jax.training.tasks.lmdm import lmdm_config
 from configs.lmdm import get_config
 
 CONFIG = LmdmConfig(

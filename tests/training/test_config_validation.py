@@ -127,9 +127,8 @@ INVALID = [
     ("lmdm", {"diffusion.sample_steps": 0}, "diffusion.sample_steps: expected an integer >= 1"),
     ("lmdm", {"diffusion.prediction": "score"}, "diffusion.prediction: expected one of"),
     ("lmdm", {"diffusion.schedule": "sigmoid"}, "diffusion.schedule: expected one of"),
-    ("lmdm", {"data.window_stride": 0}, "data.window_stride: expected an integer >= 1"),
     ("lmdm", {"data.code_source": "video"}, "data.code_source: expected one of"),
-    ("lmdm", {"data.code_source": "animator"}, "data.animator_workdir: code_source=animator"),
+    ("lmdm", {"data.animator_workdir": ""}, "data.animator_workdir: code_source=animator"),
     ("lmdm", {"data.video_frames": 8}, "data.video_frames: expected >= model.length (16)"),
     ("lmdm", {"logging.chain_frames": 1}, "logging.chain_frames: expected an integer >= 2"),
     ("lmdm", {"logging.eval_sequences": 0}, "logging.eval_sequences: expected an integer >= 1"),
@@ -250,7 +249,7 @@ def test_lmdm_motion_dim_must_match_its_animator(tmp_path):
 def test_lmdm_code_cache_of_another_width_is_refused(tmp_path):
     cache = tmp_path / "codes.npz"
     np.savez(cache, codes=np.zeros((2, 16, 12), np.float32))
-    config = configured("lmdm", {"data.code_file": str(cache)})
+    config = configured("lmdm", {"data.code_source": "landmarks", "data.code_file": str(cache)})
     with pytest.raises(ConfigError, match=r"^model\.motion_dim: the code cache .* 12-d codes"):
         validate_run_config(config)
 

@@ -21,6 +21,7 @@ from launch.train_lmdm import run
 
 def _tiny_config(num_steps=50):
     config = get_config("tiny")
+    config.data.code_source = "landmarks"  # the stand-in: no animator run in tests
     config.data.num_train_identities = 4
     config.data.num_test_identities = 2
     config.data.videos_per_identity = 2

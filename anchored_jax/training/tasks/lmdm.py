@@ -11,16 +11,14 @@ samples with held-out real windows by per-step delta statistics (mean and std of
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 from absl import logging
 from flax import nnx
 
-from anchored_jax.diffusion.objectives import diffusion_loss
-from anchored_jax.diffusion.schedules import make_schedule, q_sample
-from anchored_jax.models.leo_lmdm import LatentMotionDenoiser, LmdmConfig, offsets_from_codes
+from anchored_jax.diffusion.schedules import make_schedule
+from anchored_jax.models.leo_lmdm import LatentMotionDenoiser, LmdmConfig
 from anchored_jax.sampling.leo_motion_generation import (
     chain_motion,
     delta_statistics,
@@ -28,6 +26,7 @@ from anchored_jax.sampling.leo_motion_generation import (
     sample_motion,
 )
 from anchored_jax.training.config_checks import validate_lmdm_config
+from anchored_jax.training.leo_losses import lmdm_loss
 from anchored_jax.training.optimizer import make_optimizer
 from anchored_jax.training.train_state import (
     TrainState,
@@ -48,24 +47,9 @@ def init_lmdm(config: ml_collections.ConfigDict, seed: int):
     return graphdef, tx, create_train_state(params, tx)
 
 
-def lmdm_loss(graphdef, params, schedule, codes_BLM, key, *, prediction, condition_dropout):
-    """The diffusion loss of one batch of code windows (frame 0 held clean, out of the mean)."""
-    m_BLM, alpha1_BM = offsets_from_codes(codes_BLM)
-    b, length, _ = m_BLM.shape
-    k_t, k_noise, k_drop = jax.random.split(key, 3)
-    t_B = jax.random.randint(k_t, (b,), 0, schedule.num_timesteps)
-    t_BL = jnp.broadcast_to(t_B[:, None], (b, length)).at[:, 0].set(0)
-    noise_BLM = jax.random.normal(k_noise, m_BLM.shape, jnp.float32)
-    m_t_BLM = q_sample(schedule, m_BLM, t_BL, noise_BLM).at[:, 0].set(0.0)
-    drop_B = jax.random.uniform(k_drop, (b,)) < condition_dropout
-    out = nnx.merge(graphdef, params)(m_t_BLM, t_BL, alpha1_BM, drop_condition_B=drop_B)
-    weight_BL = jnp.ones((b, length)).at[:, 0].set(0.0)
-    return diffusion_loss(prediction, schedule, out, m_BLM, noise_BLM, t_BL, weight_BL)
-
-
 class LmdmTask:
     name = "lmdm"
-    batch_ranks = {"codes_BLM": 3}
+    batch_ranks = {"codes_BLM": 3, "times_BL": 2}
     eval_every_steps = None  # sampling and chaining are costly: only at the last step
     sample_every_steps = None
 
@@ -95,6 +79,7 @@ class LmdmTask:
                 key,
                 prediction=diffusion.prediction,
                 condition_dropout=diffusion.condition_dropout,
+                times_BL=batch.get("times_BL"),
             )
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
