@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from data_pipelines.face_preparation import MISSING_MEDIAPIPE, MediaPipeFaceMesh
+from data_pipelines.face_models import missing_reason
+from data_pipelines.face_preparation import MediaPipeFaceMesh
 
 EXTRACTORS = ("mediapipe", "synthetic")
 
@@ -109,8 +110,5 @@ def landmark_extractor(kind: str) -> Callable[[np.ndarray], np.ndarray] | str:
         raise ValueError(f"landmark extractor: expected one of {EXTRACTORS}, got {kind!r}")
     if kind == "synthetic":
         return _synthetic_landmarks
-    try:
-        import mediapipe  # noqa: F401
-    except ImportError:
-        return MISSING_MEDIAPIPE
-    return _mediapipe_landmarks
+    missing = missing_reason()  # FaceMesh runs on TF Lite; only its model files are needed
+    return missing or _mediapipe_landmarks

@@ -1,7 +1,5 @@
 """AKD, missing-keypoint rate and the temporal metrics against closed forms."""
 
-import importlib.util
-
 import jax
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from anchored_jax.evaluation.temporal_metrics import (
     consecutive_difference,
     temporal_difference_error,
 )
+from data_pipelines.face_models import missing_reason
 
 
 def test_akd_is_the_mean_pixel_distance():
@@ -53,9 +52,9 @@ def test_akd_skips_missing_points_and_mkr_counts_them():
 
 def test_landmark_extractor_is_mediapipe_or_one_line_reason():
     extractor = landmark_extractor("mediapipe")
-    if importlib.util.find_spec("mediapipe") is None:
+    if missing_reason() is not None:
         assert isinstance(extractor, str) and "\n" not in extractor
-        assert "MediaPipe is not installed" in extractor
+        assert "python -m data_pipelines.face_models" in extractor
     else:
         frames = np.zeros((2, 64, 64, 3), np.uint8)
         assert extractor(frames).shape == (2, 468, 2)

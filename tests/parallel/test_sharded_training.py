@@ -87,11 +87,11 @@ def test_sharded_steps_match_one_device(name, reference):
 
 
 def test_restore_onto_a_different_mesh_continues_identically(tmp_path):
-    save_setup = make_sdit_setup(small_config(MESHES["2 data x 4 fsdp"]))
+    config = small_config(MESHES["2 data x 4 fsdp"])
+    save_setup = make_sdit_setup(config)
     with jax.set_mesh(save_setup.mesh), use_rules(save_setup.rules):
         state = save_setup.init_state()
     state, _ = train_steps(save_setup, state, 1)
-    config = save_setup.config
     checkpoints = RunCheckpoints(str(tmp_path), config.checkpoint)
     checkpoints.save(1, state, None, config)
     checkpoints.wait_until_finished()
