@@ -1,5 +1,6 @@
-# Two entry points: `make demo` trains the tiny sDiT on the embedded synthetic faces,
-# `make test` lints and runs the test suite. Both create .venv on first use.
+# Entry points: `make demo` trains the tiny sDiT on the embedded synthetic faces, `make test`
+# lints and runs the default test suite, `make test-all` adds the slow tests. All create .venv
+# on first use.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -8,7 +9,7 @@ DEMO_WORKDIR ?= runs/sdit_tiny
 # a CUDA build. `make test TORCH=` skips it (those tests then skip themselves).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint benchmark clean
+.PHONY: setup demo test test-all lint benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -38,9 +39,16 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 # pytest exits 5 when it collected no tests; that must not pass as green.
+PYTEST = rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
+
+# The default run: every test not marked slow.
 test: lint $(VENV)/.torch-stamp
-	$(PY) -m pytest -q -n 2; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
+	$(PY) -m pytest -q -n 2; $(PYTEST)
+
+# The full suite: the default run, then the slow tests (kill -9 and SIGTERM suites of every
+# task, real multi-process jobs, sweeps). CI runs this.
+test-all: test
+	$(PY) -m pytest -q -n 2 -m slow; $(PYTEST)
 
 benchmark: $(STAMP)
 	$(PY) -m launch.benchmark --config configs/sdit.py:tiny

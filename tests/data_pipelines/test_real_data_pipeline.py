@@ -149,6 +149,7 @@ def test_frame_dir_skips_bad_folders_and_gives_exact_clips(face_videos, frame_ro
         )
 
 
+@pytest.mark.slow  # a training run on decoded H.264 videos
 def test_training_steps_run_on_real_video_files(face_videos, tmp_path):
     from anchored_jax.training import loop
     from anchored_jax.training.tasks.sdit import SDiTTask

@@ -112,7 +112,8 @@ def _suite(setup):
     return suite
 
 
-def test_report_numbers_files_and_skipped_notes(setup, tmp_path):
+def test_report_numbers_files_and_skipped_notes(setup, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANCHORED_JAX_FACE_MODELS", str(tmp_path / "no_face_models"))
     suite = metric_suite.build_suite()
     assert suite.skipped["lpips"] == "skipped: no --lpips_weights given"
     assert suite.skipped["fvd"] == "skipped: no --i3d_weights given"
@@ -201,7 +202,10 @@ def test_report_numbers_files_and_skipped_notes(setup, tmp_path):
     assert len(frames) == FRAMES and frames[0].shape == (32, 32 * (3 + len(METHODS)), 3)
 
 
-def test_an_interrupted_report_resumes_to_the_same_metrics(setup, tmp_path):
+def test_an_interrupted_report_resumes_to_the_same_metrics(setup, tmp_path, monkeypatch):
+    # Without FaceMesh files AKD is skipped: FaceMesh finds no face in 32-pixel frames, and its
+    # NaN would compare unequal to itself.
+    monkeypatch.setenv("ANCHORED_JAX_FACE_MODELS", str(tmp_path / "no_face_models"))
     kw = dict(suite=metric_suite.build_suite(), loaded=setup["loaded"], **KW)
     whole = run_report(setup["export"], str(tmp_path / "whole"), **kw)
     out = str(tmp_path / "resumed")

@@ -76,6 +76,7 @@ def finished(tmp_path_factory):
     return dict(root=root, sweep=sweep_file, workdir=workdir, stdout=result.stdout)
 
 
+@pytest.mark.slow  # the sweep trains two variants
 def test_variants_get_named_folders_with_results(finished):
     workdir = finished["workdir"]
     assert sorted(p.name for p in workdir.iterdir() if p.is_dir()) == sorted(
@@ -97,6 +98,7 @@ def test_variants_get_named_folders_with_results(finished):
     assert all(f"{name}: done" in finished["stdout"] for name in NAMES)
 
 
+@pytest.mark.slow  # the sweep trains two variants
 def test_report_repeats_the_variants_numbers(finished, tmp_path):
     report = write_sweep_report(str(finished["workdir"]), str(tmp_path))
     assert [r["variant"] for r in report["rows"]] == NAMES and report["missing"] == []
@@ -119,6 +121,7 @@ def test_report_repeats_the_variants_numbers(finished, tmp_path):
     assert image.shape == (440, 720, 3) and (image < 128).any()  # drawn on, not blank
 
 
+@pytest.mark.slow  # the sweep trains two variants
 def test_rerun_skips_finished_variants(finished, capsys):
     workdir = finished["workdir"]
     before = {p: os.path.getmtime(p) for p in glob.glob(str(workdir / "*" / "*"))}

@@ -86,6 +86,7 @@ def test_sharded_steps_match_one_device(name, reference):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # two more meshes compiled; same-mesh equality stays in the default run
 def test_restore_onto_a_different_mesh_continues_identically(tmp_path):
     config = small_config(MESHES["2 data x 4 fsdp"])
     save_setup = make_sdit_setup(config)
@@ -148,6 +149,7 @@ def _compare_leo(make_task, batches):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # two compiles of the animator step; the LMDM mesh test stays in the default run
 def test_animator_on_data_x_fsdp_matches_one_device():
     from anchored_jax.training.tasks.animator import AnimatorTask
     from tests.training.test_leo_animator_step import pair_batch, tiny_config
@@ -162,5 +164,8 @@ def test_lmdm_on_data_x_fsdp_matches_one_device():
 
     rng = np.random.default_rng(0)
     codes = np.cumsum(rng.normal(0, 0.1, (3, 16, 8, 20)), axis=2).astype(np.float32)
-    batches = [{"codes_BLM": c} for c in codes]
+    # Anchored windows: the conditioning code, then 7 consecutive codes at a gap of 1 to 300.
+    gaps = rng.integers(1, 300, (3, 16, 1)).astype(np.float32)
+    times = np.concatenate([np.zeros_like(gaps), gaps + np.arange(7, dtype=np.float32)], axis=2)
+    batches = [{"codes_BLM": c, "times_BL": t} for c, t in zip(codes, times, strict=True)]
     _compare_leo(lambda: LmdmTask(_tiny_config()), batches)

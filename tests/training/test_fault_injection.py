@@ -214,6 +214,7 @@ def final_state(workdir: Path, config):
     return jax.tree.map(np.asarray, state), data_iter.get_state()
 
 
+@pytest.mark.slow  # eleven process starts; SIGTERM and failed-save tests stay in the default run
 def test_kill_9_at_ten_random_points_resumes_bit_exactly(tmp_path, compile_cache):
     reference = Training(tmp_path / "reference", tmp_path / "reference.log", compile_cache)
     # The killed runs start once the reference has compiled, so each of them reads its

@@ -61,6 +61,7 @@ def restored_state_and_iterator(config, workdir, step):
     return jax.tree.map(np.asarray, state), data_iter.get_state()
 
 
+@pytest.mark.slow  # two full runs; the SIGTERM resume test stays in the default run
 def test_resume_equals_uninterrupted_run(tmp_path):
     config = small_config(num_steps=6)
     run(config, tmp_path / "straight")
