@@ -71,10 +71,13 @@ def _first_line(error: BaseException) -> str:
 
 class _OrbaxNoise(py_logging.Filter):
     """Orbax logs a failed background write as long tracebacks (hundreds of lines for a full
-    disk); the one CheckpointSaveError line says it all, so they go to DEBUG."""
+    disk), and asyncio logs the futures of its write tasks that failed ("Future exception was
+    never retrieved"); the one CheckpointSaveError line says it all, so they go to DEBUG. The
+    training process runs no asyncio of its own: asyncio's errors are orbax's."""
 
     def filter(self, record):
-        if record.levelno >= py_logging.ERROR and "orbax" in record.pathname:
+        noisy = "orbax" in record.pathname or record.name == "asyncio"
+        if record.levelno >= py_logging.ERROR and noisy:
             record.levelno, record.levelname = py_logging.DEBUG, "DEBUG"
             return py_logging.getLogger().isEnabledFor(py_logging.DEBUG)
         return True
@@ -156,6 +159,16 @@ class RunCheckpoints:
                 handler.addFilter(_OrbaxNoise())
 
     def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def latest_complete_step(self) -> int | None:
+        """The newest step on disk in full, after the background write ends (a failed one is
+        not counted): what a restart would resume from, for an error message."""
+        try:
+            self.wait_until_finished()
+        except CheckpointSaveError:
+            pass
+        self._manager.reload()
         return self._manager.latest_step()
 
     def all_steps(self) -> list[int]:

@@ -63,13 +63,51 @@ class NonFiniteTrainingError(RuntimeError):
     """Too many consecutive non-finite steps: the run stops, its checkpoints untouched."""
 
 
+class LogWriteError(OSError):
+    """The run's logs (TensorBoard events, figures) could not be written, e.g. a full disk."""
+
+
 # What `train` raises as one line for the launcher to print: nothing was lost.
 RUN_ERRORS = (
     NonFiniteTrainingError,
     CheckpointMismatchError,
     CheckpointSaveError,
     CheckpointDamagedError,
+    LogWriteError,
 )
+
+
+class _CheckedWriter:
+    """The clu writer, writing synchronously, with any failure raised as one `LogWriteError`
+    line. (clu's asynchronous writer reports a failed write as tracebacks from its thread and an
+    `AsyncError` at the next call.)"""
+
+    def __init__(self, workdir: str, *, just_logging: bool):
+        self._workdir = workdir
+        self.checkpoints: RunCheckpoints | None = None  # named in the error once there is one
+        self._writer = metric_writers.create_default_writer(
+            workdir, just_logging=just_logging, asynchronous=False
+        )
+
+    def __getattr__(self, name: str):
+        method = getattr(self._writer, name)
+
+        def checked(*args, **kwargs):
+            try:
+                return method(*args, **kwargs)
+            except Exception as e:  # TensorFlow's and the OS's errors alike
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+                intact = ""
+                if self.checkpoints is not None:
+                    latest = self.checkpoints.latest_complete_step()
+                    intact = "; no checkpoint is complete yet" if latest is None else (
+                        f"; the latest complete checkpoint is step {latest}"
+                    )  # fmt: skip
+                raise LogWriteError(
+                    f"{self._workdir}: writing the logs failed ({reason}){intact}"
+                ) from e
+
+        return checked
 
 
 @dataclasses.dataclass
@@ -247,7 +285,7 @@ def train(
     is_main = jax.process_index() == 0
 
     # ------------------------------------------------------------------ writers
-    writer = metric_writers.create_default_writer(workdir, just_logging=not is_main)
+    writer = _CheckedWriter(workdir, just_logging=not is_main)
     if is_main:
         write_run_config(workdir, config)
 
@@ -258,6 +296,7 @@ def train(
     # ------------------------------------------------------------------ restore or initialise
     # The state is created (or restored) directly in its shardings.
     checkpoints = RunCheckpoints(workdir, config.checkpoint)
+    writer.checkpoints = checkpoints
     with jax.set_mesh(setup.mesh), use_rules(setup.rules):
         _, state = checkpoints.restore_latest(setup.restore_target(), data.train_iter)
         if state is None:
