@@ -47,6 +47,7 @@ def torch_layout_state_dict(seed=0):
     return sd
 
 
+@pytest.mark.slow  # runs in make test-all; keeps the default run near 10 minutes
 def test_import_round_trip_and_layouts(tmp_path):
     sd = torch_layout_state_dict()
     path = str(tmp_path / "lia_gen.safetensors")

@@ -131,6 +131,7 @@ def test_animate_equals_the_generator_in_both_modes(inputs, tmp_path):
         animate("", frames, str(tmp_path / "x.mp4"), **{**kw, "source": str(big / "0.png")})
 
 
+@pytest.mark.slow  # runs in make test-all; keeps the default run near 10 minutes
 def test_lia_import_then_animate_command_line(inputs, tmp_path):
     root = inputs["root"]
     out_dir = tmp_path / "lia_import"

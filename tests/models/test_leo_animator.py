@@ -151,6 +151,7 @@ def test_relative_mode_is_motion_difference_on_source_pose():
     np.testing.assert_allclose(same, gen.target_latent(z, a_s), atol=1e-5)
 
 
+@pytest.mark.slow  # runs in make test-all; keeps the default run near 10 minutes
 def test_generator_renders_driving_dependent_frames():
     gen = LeoGenerator(TINY, rngs=nnx.Rngs(0))
     src = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3), minval=-1, maxval=1)

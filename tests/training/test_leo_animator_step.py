@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -60,6 +61,7 @@ def test_loss_values():
     assert float(perceptual_loss(feats, y, y)) == 0.0
 
 
+@pytest.mark.slow  # runs in make test-all; keeps the default run near 10 minutes
 def test_train_step_lowers_reconstruction_loss():
     config = tiny_config()
     gen_tx, disc_tx = make_optimizers(config.training)
@@ -110,6 +112,7 @@ def test_reconstruction_metrics_against_copy_source():
     assert 0.0 < float(metrics["recon_l1"]) < 2.0
 
 
+@pytest.mark.slow  # runs in make test-all; keeps the default run near 10 minutes
 def test_identity_init_renders_the_source_whatever_the_driving_frame():
     config = tiny_config(init="identity")
     gen = LeoGenerator(animator_config(config), rngs=nnx.Rngs(0))

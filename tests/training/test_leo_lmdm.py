@@ -72,6 +72,7 @@ def test_window_dataset_serves_real_windows_deterministically():
         np.testing.assert_array_equal(np.diff(w[:, 0]), 3.0)
 
 
+@pytest.mark.slow  # runs in make test-all; keeps the default run near 10 minutes
 def test_training_lowers_the_loss_and_chains_1024_frames(tmp_path):
     config = _tiny_config()
     config.data.code_file = str(tmp_path / "codes.npz")

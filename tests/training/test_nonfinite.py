@@ -42,6 +42,7 @@ def test_nan_batch_is_skipped_and_counted():
     assert any(moved)
 
 
+@pytest.mark.slow  # runs in make test-all; keeps the default run near 10 minutes
 def test_consecutive_nonfinite_steps_stop_and_keep_the_last_checkpoint(tmp_path):
     config = small_config(num_steps=12)
     config.checkpoint.every_steps = 2

@@ -87,6 +87,7 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     assert any(moved)
 
 
+@pytest.mark.slow  # runs in make test-all; keeps the default run near 10 minutes
 def test_training_writes_events_checkpoints_samples_and_loss_falls(tmp_path):
     config = small_config(num_steps=40)
     config.training.learning_rate = 3e-3
