@@ -42,7 +42,7 @@ from anchored_jax.parallel.logical_sharding import (
     tree_shardings,
     use_rules,
 )
-from anchored_jax.parallel.mesh import build_mesh
+from anchored_jax.parallel.mesh import build_mesh, data_parallel_size
 from anchored_jax.parallel.multihost import global_batch
 from anchored_jax.training.checkpointing import (
     CheckpointDamagedError,
@@ -51,6 +51,7 @@ from anchored_jax.training.checkpointing import (
     RunCheckpoints,
     write_run_config,
 )
+from anchored_jax.training.config_checks import ConfigError
 from anchored_jax.training.sample_grid import write_grid_png
 from anchored_jax.training.train_state import TrainState, guard_and_average
 
@@ -74,6 +75,7 @@ RUN_ERRORS = (
     CheckpointSaveError,
     CheckpointDamagedError,
     LogWriteError,
+    ConfigError,  # a config that does not fit the devices it runs on
 )
 
 
@@ -178,6 +180,13 @@ def build_setup(task: Task, mesh: Mesh | None = None, frozen: Any = None) -> Tas
     # ------------------------------------------------------------------ mesh
     if mesh is None:
         mesh = build_mesh(config.get("mesh") or ml_collections.ConfigDict(DEFAULT_MESH))
+    split = data_parallel_size(mesh)
+    if config.training.batch_size % split:
+        raise ConfigError(
+            f"training.batch_size: {config.training.batch_size} does not split over the "
+            f"{split} data-parallel devices of the mesh {dict(mesh.shape)} (set a multiple of "
+            f"{split}, or mesh.num_devices)"
+        )
     sharding = config.get("sharding")
     rules = rules_from_config(sharding.rules) if sharding else DEFAULT_RULES
 

@@ -4,6 +4,7 @@ resume of the animator run."""
 import json
 import os
 
+import ml_collections
 import pytest
 
 from configs.animator import get_config
@@ -33,6 +34,10 @@ def tiny_run_config():
     config.data.update(num_train_identities=2, num_test_identities=1, videos_per_identity=2)
     config.model.update(style_dim=16, motion_dim=4, channel_base=256, max_channels=8)
     config.training.update(batch_size=4, num_steps=6)
+    # One device: 4 clips do not split over the 8 simulated devices of the default data mesh.
+    config.mesh = ml_collections.ConfigDict(
+        dict(num_devices=1, ici=dict(data=1, fsdp=1, tensor=1, sequence=1))
+    )
     config.checkpoint.update(every_steps=3, async_save=False)
     config.logging.update(log_every_steps=2, eval_every_steps=3, eval_videos=2, eval_frames=3)
     return config

@@ -376,6 +376,7 @@ LEO_RUNS = {
     "lmdm": (
         "configs/lmdm.py:tiny",
         {
+            "data.code_source": "landmarks",  # stand-in codes: no animator run needed
             "data.num_train_identities": 4,
             "data.num_test_identities": 2,
             "data.videos_per_identity": 2,

@@ -10,6 +10,7 @@ from anchored_jax.training.checkpointing import RunCheckpoints
 from anchored_jax.training.tasks.lmdm import LmdmTask
 from configs.lmdm import get_config
 from data_pipelines.motion_codes import (
+    build_anchored_window_dataset,
     build_window_dataset,
     code_windows,
     extract_codes,
@@ -93,7 +94,8 @@ def test_training_lowers_the_loss_and_chains_1024_frames(tmp_path):
 def test_resumed_training_matches_the_uninterrupted_run(tmp_path):
     config = _tiny_config(num_steps=40)
     config.checkpoint.every_steps = 20
-    windows = code_windows(extract_codes(config.data, "train", motion_dim=20), 8, 4)
+    codes = extract_codes(config.data, "train", motion_dim=20)
+    windows = code_windows(codes, 8, 4)
 
     config.training.num_steps = 40
     config.logging.chain_frames = 8  # the final evaluation is not what this test checks
@@ -101,7 +103,11 @@ def test_resumed_training_matches_the_uninterrupted_run(tmp_path):
 
     def train(workdir, stop_at_step=None):
         data = loop.TrainData(
-            train_iter=iter(build_window_dataset(windows, batch_size=16, seed=0)),
+            train_iter=iter(
+                build_anchored_window_dataset(
+                    codes, length=8, gaps=config.data.window_gaps, batch_size=16, seed=0
+                )
+            ),
             eval_data=windows,
         )
         return loop.train(task, str(tmp_path / workdir), data, stop_at_step=stop_at_step)
