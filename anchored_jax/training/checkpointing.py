@@ -65,7 +65,8 @@ def fingerprint(state) -> tuple[jax.Array, jax.Array]:
     return finite, abs_sum
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """An exception as one short line, for an `error:` message."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
@@ -236,7 +237,7 @@ class RunCheckpoints:
             metadata = self._manager.item_metadata(step)
             saved = _shapes(metadata["state"]) if metadata.get("state") is not None else {}
         except Exception as e:
-            raise _Damaged(f"state metadata unreadable: {_first_line(e)}") from None
+            raise _Damaged(f"state metadata unreadable: {first_line(e)}") from None
         if not saved:
             raise _Damaged("state metadata missing")
         mismatch = describe_mismatch(saved, _shapes(abstract_state))
@@ -253,7 +254,7 @@ class RunCheckpoints:
                 ),
             )
         except Exception as e:
-            raise _Damaged(f"state unreadable: {_first_line(e)}") from None
+            raise _Damaged(f"state unreadable: {first_line(e)}") from None
         state, saved_print = restored["state"], restored["fingerprint"]
         finite, abs_sum = jax.device_get(fingerprint(state))
         if not finite.all():
@@ -274,7 +275,7 @@ class RunCheckpoints:
                 )["data_iter"]
                 _set_iterator_state(data_iter, saved_iter)
             except Exception as e:
-                raise _Damaged(f"data-iterator state unreadable: {_first_line(e)}") from None
+                raise _Damaged(f"data-iterator state unreadable: {first_line(e)}") from None
         return state
 
     def restore(
@@ -317,15 +318,21 @@ class RunCheckpoints:
         except Exception as e:
             raise self._save_error(step, e) from e
 
+    def intact_message(self) -> str:
+        """ "the latest complete checkpoint is step N" (or that none is), for an error line."""
+        latest = self.latest_complete_step()
+        if latest is None:
+            return "no checkpoint is complete yet"
+        return f"the latest complete checkpoint is step {latest}"
+
     def _save_error(self, step: int | None, error: Exception) -> CheckpointSaveError:
         self._manager.reload()
         latest = self._manager.latest_step()
         intact = f"the latest complete checkpoint is step {latest}"
         if latest is None:
             intact = "no checkpoint is complete yet"
-        reason = _first_line(error)
         return CheckpointSaveError(
-            f"{self.directory}: writing step {step} failed ({reason}); {intact}"
+            f"{self.directory}: writing step {step} failed ({first_line(error)}); {intact}"
         )
 
     def close(self) -> None:

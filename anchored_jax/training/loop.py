@@ -49,6 +49,7 @@ from anchored_jax.training.checkpointing import (
     CheckpointMismatchError,
     CheckpointSaveError,
     RunCheckpoints,
+    first_line,
     write_run_config,
 )
 from anchored_jax.training.config_checks import ConfigError
@@ -98,15 +99,11 @@ class _CheckedWriter:
             try:
                 return method(*args, **kwargs)
             except Exception as e:  # TensorFlow's and the OS's errors alike
-                reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
                 intact = ""
                 if self.checkpoints is not None:
-                    latest = self.checkpoints.latest_complete_step()
-                    intact = "; no checkpoint is complete yet" if latest is None else (
-                        f"; the latest complete checkpoint is step {latest}"
-                    )  # fmt: skip
+                    intact = f"; {self.checkpoints.intact_message()}"
                 raise LogWriteError(
-                    f"{self._workdir}: writing the logs failed ({reason}){intact}"
+                    f"{self._workdir}: writing the logs failed ({first_line(e)}){intact}"
                 ) from e
 
         return checked
