@@ -40,9 +40,14 @@ from anchored_jax.training.checkpointing import CHECKPOINT_SUBDIR, RunCheckpoint
 CONFIG_FILE = "config.json"
 EMA_PARAMS_DIR = "ema_params"
 TASKS = ("sdit", "animator", "lmdm")
-# The subtree of each task's saved train state that inference reads.
-# (The animator's train state holds its two networks as params = {"gen", "disc"}.)
-INFERENCE_PARAMS = {"sdit": ("ema_params",), "animator": ("params", "gen"), "lmdm": ("ema_params",)}
+# The subtree of each task's saved train state that inference reads, newest layout first.
+# (The animator's train state holds its two networks as params = {"gen", "disc"}; animator
+# runs saved before the one training loop hold the generator as `gen_params`.)
+INFERENCE_PARAMS = {
+    "sdit": (("ema_params",),),
+    "animator": (("params", "gen"), ("gen_params",)),
+    "lmdm": (("ema_params",),),
+}
 
 
 class CheckpointLoadError(ValueError):
@@ -115,6 +120,28 @@ def _shape_mismatch(where: str, error: Exception) -> CheckpointLoadError:
     )
 
 
+class _MissingSubtree(KeyError):
+    def __init__(self, path: tuple[str, ...], first: str, whole: bool):
+        self.path, self.whole = path, whole
+        name = ".".join(path)
+        super().__init__(
+            f"it holds no {name}" if whole else f"its {name} lacks the parameter {first}"
+        )
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _restore_saved_params(state_dir: str, paths, abstract_params: nnx.State) -> nnx.State:
+    """The inference parameters from the first of `paths` the saved state holds."""
+    for path in paths:
+        try:
+            return _restore_subtree(state_dir, path, abstract_params)
+        except _MissingSubtree as e:
+            if not e.whole or path == paths[-1]:
+                raise
+
+
 def _restore_subtree(
     state_dir: str, path: tuple[str, ...], abstract_params: nnx.State
 ) -> nnx.State:
@@ -137,6 +164,16 @@ def _restore_subtree(
         )
     for name in path:
         restored = restored[name]
+    # partial_restore hands back the target's own placeholder for every key the checkpoint
+    # lacks; a subtree that is partly there is a damaged or foreign checkpoint.
+    missing = [
+        jax.tree_util.keystr(key)
+        for key, leaf in jax.tree_util.tree_leaves_with_path(restored)
+        if isinstance(leaf, jax.ShapeDtypeStruct)
+    ]
+    if missing:
+        total = len(jax.tree.leaves(restored))
+        raise _MissingSubtree(path, missing[0], len(missing) == total)
     # Each wrapped leaf holds one array, so the leaves come back in the model's order (an
     # unwrap by key would mistake a layer named `value`, e.g. an attention projection).
     pure = jax.tree.unflatten(jax.tree.structure(wanted), jax.tree.leaves(restored))
@@ -173,7 +210,7 @@ def _load_workdir(workdir: str, task: str, where: str) -> LoadedModel:
         graphdef, abstract_params = _abstract(task, config)
         state_dir = os.path.join(checkpoints.directory, str(step), "state")
         try:
-            params = _restore_subtree(state_dir, INFERENCE_PARAMS[task], abstract_params)
+            params = _restore_saved_params(state_dir, INFERENCE_PARAMS[task], abstract_params)
         except (ValueError, KeyError, TypeError) as e:
             raise _shape_mismatch(state_dir, e) from None
     finally:

@@ -3,13 +3,16 @@
 import dataclasses
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
+from flax import nnx
 
 from anchored_jax.interop.export_inference import save_inference_checkpoint
 from anchored_jax.interop.lia_import import lia_generator_params
 from anchored_jax.pipelines import leo, reenactment
 from anchored_jax.pipelines.checkpoints import CheckpointLoadError, load_model, load_sdit
+from anchored_jax.training.checkpointing import RunCheckpoints
 from data_pipelines.inference_inputs import held_out_video, to_unit_range
 from tests.launch.test_leo_animate_cli import TINY, lia_layout_state_dict, tiny_run_config
 
@@ -88,3 +91,26 @@ def test_animate_with_a_tiny_animator(tmp_path):
     assert np.abs(video[1:] - video[0]).mean() > 1e-4  # the driving motion moves the others
     with pytest.raises(ValueError, match="--batch_size: expected an int >= 1, got 0"):
         leo.animate(animator, source_HWC, driving_THWC=driving_THWC, batch_size=0)
+
+
+def _animator_workdir(path, state, config) -> str:
+    checkpoints = RunCheckpoints(
+        str(path), ml_collections.ConfigDict(dict(max_to_keep=1, async_save=False))
+    )
+    checkpoints.save(1, state, None, config)
+    checkpoints.close()
+    return str(path)
+
+
+def test_animator_runs_of_the_older_layout_load_and_a_missing_generator_is_one_line(tmp_path):
+    config = tiny_run_config()
+    params = lia_generator_params(TINY, lia_layout_state_dict())
+    # Saved before the one loop: the generator sits at `gen_params`, not `params.gen`.
+    old = _animator_workdir(tmp_path / "old", {"gen_params": params, "step": 1}, config)
+    restored = nnx.to_pure_dict(load_model(old, "animator").params)
+    for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(nnx.to_pure_dict(params))):
+        np.testing.assert_array_equal(got, want)
+    # A state without the generator must not load as shape-only placeholders.
+    bare = _animator_workdir(tmp_path / "bare", {"params": {"disc": {"w": np.ones(3)}}}, config)
+    with pytest.raises(CheckpointLoadError, match=r"it holds no gen_params$"):
+        load_model(bare, "animator")
