@@ -13,7 +13,8 @@ import ml_collections
 import numpy as np
 
 from anchored_jax.pipelines.checkpoints import animator_motion_encoder
-from data_pipelines.motion_codes import cached_codes, params_digest
+from data_pipelines.frame_pairs import make_pair_source, pixels
+from data_pipelines.motion_codes import CODE_FIELDS, cached_codes, params_digest
 
 
 def _encoder_and_digest(animator_workdir: str):
@@ -29,3 +30,20 @@ def load_codes(config: ml_collections.ConfigDict, split: str) -> np.ndarray:
         motion_dim=config.model.motion_dim,
         load_encoder=lambda: _encoder_and_digest(config.data.animator_workdir),
     )
+
+
+def held_out_frames(
+    config: ml_collections.ConfigDict, video_id: int, num_frames: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames `[T, H, W, 3]` in [-1, 1] and landmarks `[T, L, 2]` of a held-out video of the
+    run's data: the video whose codes are `load_codes(config, "test")[video_id]`."""
+    video_fields = {k: v for k, v in config.data.to_dict().items() if k not in CODE_FIELDS}
+    source = make_pair_source(ml_collections.ConfigDict(video_fields), "test")
+    if not 0 <= video_id < len(source):
+        raise ValueError(
+            f"synthetic:{video_id}: expected a held-out video id in [0, {len(source)})"
+        )
+    record = source[video_id]
+    num_frames = min(num_frames, record.num_frames)
+    frames = pixels(source.read_frames(video_id, np.arange(num_frames)))
+    return frames, np.asarray(record.landmarks_TLC[:num_frames], np.float32)

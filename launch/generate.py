@@ -28,16 +28,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
-from anchored_jax.evaluation.curve_plots import write_line_plot  # noqa: E402
+from anchored_jax.evaluation.leo_plots import write_norm_plot  # noqa: E402
 from anchored_jax.pipelines import leo  # noqa: E402
 from anchored_jax.pipelines.checkpoints import load_model  # noqa: E402
 from anchored_jax.pipelines.command_line import run  # noqa: E402
-from anchored_jax.sampling.leo_anchored_motion import join_statistics  # noqa: E402
 from anchored_jax.sampling.leo_motion_generation import motion_norm_statistics  # noqa: E402
-from anchored_jax.sampling.leo_motion_statistics import long_motion_report  # noqa: E402
 from data_pipelines.inference_inputs import InputError, check_frames, load_source_image  # noqa: E402
 from data_pipelines.lmdm_codes import load_codes  # noqa: E402
 from data_pipelines.motion_codes import write_code_file  # noqa: E402
@@ -49,53 +46,14 @@ REPORTED = ("delta_mean", "delta_std", "drift_mean", "drift_std")  # --compare v
 generate_codes = leo.generate_codes
 
 
-def norm_series(alpha_BTM, block: int = 8):
-    """(block start, mean ||alpha_t||, mean ||alpha_t - alpha_1||) over sequences and blocks."""
-    alpha = np.asarray(alpha_BTM, np.float64)
-    norm_T = np.linalg.norm(alpha, axis=-1).mean(0)
-    drift_T = np.linalg.norm(alpha - alpha[:, :1], axis=-1).mean(0)
-    starts = np.arange(0, len(norm_T), block)
-    mean = lambda v: np.array([v[s : s + block].mean() for s in starts])  # noqa: E731
-    return starts, mean(norm_T), mean(drift_T)
-
-
-def write_norm_plot(path: str, codes_by_method: dict, title: str) -> None:
-    series = {}
-    for name, codes in codes_by_method.items():
-        t, norm, drift = norm_series(codes)
-        series[f"{name} |a_t|"] = (t, norm)
-        series[f"{name} |a_t - a_1|"] = (t, drift)
-    write_line_plot(
-        path, series, title=title, xlabel="frame t", ylabel="mean norm (8-frame blocks)",
-        size=(1000, 480),
-    )  # fmt: skip
-
-
 def compare(lmdm, out: str, *, num_frames: int, sequences: int, seed=0, steps=0) -> dict:
     """Both methods from held-out first codes: the plot at `out`, statistics in `<out>.json`."""
-    config = lmdm[0]
-    test_codes_NTM = load_codes(config, "test")
-    first_BM = test_codes_NTM[:sequences, 0]
-    results, codes = {}, {}
-    for method in METHODS:
-        start = time.perf_counter()
-        codes[method] = generate_codes(
-            lmdm, first_BM, method=method, num_frames=num_frames, seed=seed, steps=steps
-        )
-        results[method] = dict(
-            seconds=time.perf_counter() - start,
-            finite=bool(np.isfinite(codes[method]).all()),
-            **motion_norm_statistics(codes[method]),
-            **join_statistics(codes[method], config.model.length),
-        )
-    results["real_norm_mean"] = float(np.linalg.norm(test_codes_NTM, axis=-1).mean())
-    plotted = codes
-    if test_codes_NTM.shape[1] >= num_frames:  # held-out videos as long: real statistics too
-        real_BTM = test_codes_NTM[:sequences, :num_frames]
-        results["vs_real"] = long_motion_report(real_BTM, codes, config.model.length)
-        plotted = {"real": real_BTM, **codes}
-    title = f"LMDM motion norm over {num_frames} frames, {len(first_BM)} held-out first codes"
-    write_norm_plot(out, plotted, title)
+    results, codes = leo.compare_methods(
+        lmdm, load_codes(lmdm[0], "test"), num_frames=num_frames, sequences=sequences,
+        seed=seed, steps=steps,
+    )  # fmt: skip
+    title = f"LMDM motion norm over {num_frames} frames, {sequences} held-out first codes"
+    write_norm_plot(out, codes, title)
     with open(f"{os.path.splitext(out)[0]}.json", "w") as f:
         json.dump(results, f, indent=1)
     return results

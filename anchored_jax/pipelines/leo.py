@@ -21,6 +21,7 @@ each chunk of L codes starts at the previous chunk's last code) or the anchored 
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterator
 
 import jax
@@ -30,8 +31,9 @@ from flax import nnx
 
 from anchored_jax.diffusion.schedules import make_schedule
 from anchored_jax.pipelines.checkpoints import LoadedModel
-from anchored_jax.sampling.leo_anchored_motion import anchored_motion, motion_plan
-from anchored_jax.sampling.leo_motion_generation import chain_motion
+from anchored_jax.sampling.leo_anchored_motion import anchored_motion, join_statistics, motion_plan
+from anchored_jax.sampling.leo_motion_generation import chain_motion, motion_norm_statistics
+from anchored_jax.sampling.leo_motion_statistics import long_motion_report
 from anchored_jax.sampling.video_generation import sampler_mesh
 
 MODES = ("relative", "absolute")
@@ -185,3 +187,40 @@ def animate(
         codes_TM = encode_codes(fns, driving_THWC, batch_size)
     video = render_codes(fns, source_HWC, codes_TM, mode=mode, batch_size=batch_size)
     return video, np.asarray(codes_TM)
+
+
+def compare_methods(lmdm: LoadedModel, real_NTM, *, num_frames: int, sequences: int, seed=0,
+                    steps=0) -> tuple[dict, dict]:  # fmt: skip
+    """Both methods from the first codes of `sequences` real code sequences `[N, T, M]`.
+
+    Returns `(results, codes)`: per method its time, finiteness, norm and join statistics,
+    and, when the real sequences are `num_frames` long or longer, `results["vs_real"]`
+    (`long_motion_report`: step, drift, join and saw-tooth statistics with relative errors);
+    `codes` holds each method's `[sequences, num_frames, M]` codes and the real ones they
+    are compared with (key `"real"`, when long enough).
+    """
+    real_NTM = np.asarray(real_NTM, np.float32)
+    if not 1 <= sequences <= len(real_NTM):
+        raise ValueError(
+            f"--sequences: expected 1..{len(real_NTM)} (held-out videos), got {sequences}"
+        )
+    config = lmdm[0]
+    first_BM = real_NTM[:sequences, 0]
+    results, codes = {}, {}
+    for method in METHODS:
+        start = time.perf_counter()
+        codes[method] = generate_codes(
+            lmdm, first_BM, method=method, num_frames=num_frames, seed=seed, steps=steps
+        )
+        results[method] = dict(
+            seconds=time.perf_counter() - start,
+            finite=bool(np.isfinite(codes[method]).all()),
+            **motion_norm_statistics(codes[method]),
+            **join_statistics(codes[method], config.model.length),
+        )
+    results["real_norm_mean"] = float(np.linalg.norm(real_NTM, axis=-1).mean())
+    if real_NTM.shape[1] >= num_frames:  # held-out videos as long: real statistics too
+        real_BTM = real_NTM[:sequences, :num_frames]
+        results["vs_real"] = long_motion_report(real_BTM, codes, config.model.length)
+        codes = {"real": real_BTM, **codes}
+    return results, codes

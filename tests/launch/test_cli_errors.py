@@ -84,6 +84,18 @@ CASES = {
         (["--lmdm", NO_RUN], "--animator"),
         (["--lmdm", NO_RUN, "--animator", NO_RUN, "--first-frame", "f.png", "--out="], "--out"),
     ],
+    "launch.leo_demo": [
+        (["--frames", "0"], "--frames"),
+        (["--frames", "-3"], "--frames"),
+        (["--frames", "20000"], "--frames"),
+        (["--sequences", "0"], "--sequences"),
+        (["--steps", "-1"], "--steps"),
+        (["--fps", "0"], "--fps"),
+        (["--display_size", "0"], "--display_size"),
+        (["--out="], "--out"),
+        (["--animator", NO_RUN, "--out", "r"], "--animator"),
+        (["--animator", NO_RUN, "extra"], "unexpected arguments"),
+    ],
     "launch.evaluate": [
         ([], "--out"),
         (["--out", "r"], "--checkpoint"),

@@ -30,18 +30,18 @@ TINY_FLAGS = (
 T = 6
 
 
-def tiny_run_config():
+def tiny_run_config(size: int = 16):
     config = animator_configs.get_config("tiny")
-    config.data.image_size = 16
+    config.data.image_size = size
     config.model.update(style_dim=16, motion_dim=4, channel_base=128, max_channels=8)
     return config
 
 
-def lia_layout_state_dict(seed=1):
+def lia_layout_state_dict(seed=1, config: AnimatorConfig = TINY):
     """Weights drawn as the StyleGAN layers initialise them (normal weights, zero biases,
     modulation biases 1), in LIA's key names and layouts as the LIA repo saves them under
     `gen`. Drawn with numpy on the abstract generator: building one eagerly is slow on CPU."""
-    abstract = nnx.eval_shape(lambda: LeoGenerator(TINY, rngs=nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: LeoGenerator(config, rngs=nnx.Rngs(0)))
     rng = np.random.default_rng(seed)
     flat = []
     for path, leaf in nnx.to_flat_state(nnx.state(abstract, nnx.Param)):
@@ -53,7 +53,7 @@ def lia_layout_state_dict(seed=1):
         else:
             value = rng.normal(size=shape)
         flat.append((path, leaf.replace(jnp.asarray(value, jnp.float32))))
-    return lia_state_dict(TINY, nnx.from_flat_state(flat))
+    return lia_state_dict(config, nnx.from_flat_state(flat))
 
 
 @pytest.fixture(scope="module")

@@ -94,13 +94,17 @@ def test_both_methods_equal_the_library_and_chain_joins_are_continuous(runs, tmp
                               length=L, num_steps=3, prediction=kw["prediction"])  # fmt: skip
         np.testing.assert_allclose(chained[:, start : start + L], chunk, atol=1e-4)
     # --compare: both methods from held-out first codes, statistics and plot written.
-    results = compare(lmdm, str(tmp_path / "cmp.png"), num_frames=FRAMES, sequences=2)
+    results = compare(lmdm, str(tmp_path / "cmp.png"), num_frames=FRAMES, sequences=1)
     with open(tmp_path / "cmp.json") as f:
         saved = json.load(f)
     for method in ("chain", "anchored"):
         assert saved[method]["finite"] and len(saved[method]["norm_mean"]) == 8
         assert saved[method]["norm_mean"] == results[method]["norm_mean"]
     assert os.path.isfile(tmp_path / "cmp.png")
+    with pytest.raises(
+        ValueError, match=r"--sequences: expected 1\.\.1 \(held-out videos\), got 2"
+    ):
+        compare(lmdm, str(tmp_path / "cmp2.png"), num_frames=FRAMES, sequences=2)
     with pytest.raises(AnimateError, match="--first-frame .*missing.png: no such image file"):
         generate("", "", str(tmp_path / "missing.png"), str(tmp_path / "x.mp4"),
                  method="chain", num_frames=8, loaded=(anim, lmdm))  # fmt: skip
