@@ -55,8 +55,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     data.code_scale = 25.0  # landmark codes: scale of the projection (offsets std ~0.7)
     data.code_file = ""  # optional fixed .npz for the train codes (not keyed); "" = digest cache
     # Gap from the conditioning code to a training window: log_uniform (1..video length, so
-    # the anchored LMDM sees every gap it is asked for) | consecutive (LEO's windows only).
-    data.window_gaps = "log_uniform"
+    # the anchored LMDM sees every gap it is asked for) | consecutive (LEO's windows only) |
+    # mixed (half consecutive, half log-uniform). mixed, on the tiny animator's codes: first-
+    # frame samples' |delta alpha| std +9% of real vs +31% for log_uniform (docs/leo.md).
+    data.window_gaps = "mixed"
 
     # --- model: denoiser of offsets m = alpha - alpha_1 (LMC) -------------------------------
     config.model = model = ml_collections.ConfigDict()

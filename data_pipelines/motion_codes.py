@@ -46,7 +46,7 @@ CODE_FIELDS = (
     "window_gaps",
     "code_cache_dir",
 )
-WINDOW_GAPS = ("consecutive", "log_uniform")
+WINDOW_GAPS = ("consecutive", "log_uniform", "mixed")
 PROJECTION_SEED = 20  # fixes the landmark -> code projection across runs and machines
 
 
@@ -209,9 +209,12 @@ def _stack_windows(windows) -> dict[str, np.ndarray]:
 
 
 def window_gap(rng: np.random.Generator, max_gap: int, kind: str) -> int:
-    """Frames from the conditioning code to a window's first code: 1 (consecutive), or
-    log-uniform in [1, max_gap], so short gaps (chaining) and every long one are trained."""
+    """Frames from the conditioning code to a window's first code: 1 (consecutive), log-
+    uniform in [1, max_gap] (every gap a long generation asks for), or mixed: half of the
+    windows consecutive (first-frame samples and chaining), half log-uniform."""
     if kind == "consecutive" or max_gap <= 1:
+        return 1
+    if kind == "mixed" and rng.uniform() < 0.5:
         return 1
     return min(max_gap, int(np.exp(rng.uniform(0.0, np.log(max_gap + 1)))))
 

@@ -49,6 +49,9 @@ def test_window_is_a_conditioning_code_then_consecutive_codes_at_their_gap():
 def test_consecutive_gaps_and_bad_kind():
     rng = np.random.default_rng(1)
     assert {window_gap(rng, 100, "consecutive") for _ in range(20)} == {1}
+    mixed = np.array([window_gap(rng, 1000, "mixed") for _ in range(4000)])
+    # Half consecutive, plus the log-uniform half's own share of gap 1 (about 10% of it).
+    assert 0.5 < np.mean(mixed == 1) < 0.6 and mixed.max() > 500
     with pytest.raises(ValueError, match="data.window_gaps"):
         AnchoredWindowReader(_codes(), L, "uniform")
     with pytest.raises(ValueError, match="data.video_frames"):
