@@ -86,6 +86,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     diffusion.prediction = "x0"
     diffusion.condition_dropout = 0.1  # fraction of examples trained with the null alpha_1
     diffusion.sample_steps = 50  # DDIM steps at sampling time
+    # Classifier-free guidance at sampling: null + scale * (conditional - null). Below 1 the
+    # null code's prediction pulls long-gap windows in: see docs/leo.md for the measured trade.
+    diffusion.guidance_scale = 1.0
 
     # --- training ----------------------------------------------------------------------------
     config.training = training = ml_collections.ConfigDict()

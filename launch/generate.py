@@ -46,11 +46,13 @@ REPORTED = ("delta_mean", "delta_std", "drift_mean", "drift_std")  # --compare v
 generate_codes = leo.generate_codes
 
 
-def compare(lmdm, out: str, *, num_frames: int, sequences: int, seed=0, steps=0) -> dict:
-    """Both methods from held-out first codes: the plot at `out`, statistics in `<out>.json`."""
+def compare(lmdm, out: str, *, num_frames: int, sequences: int, seed=0, steps=0,
+            guidance=None, split="test") -> dict:  # fmt: skip
+    """Both methods from the first codes of a split's videos (held-out by default): the plot
+    at `out`, statistics in `<out>.json`."""
     results, codes = leo.compare_methods(
-        lmdm, load_codes(lmdm[0], "test"), num_frames=num_frames, sequences=sequences,
-        seed=seed, steps=steps,
+        lmdm, load_codes(lmdm[0], split), num_frames=num_frames, sequences=sequences,
+        seed=seed, steps=steps, guidance=guidance,
     )  # fmt: skip
     title = f"LMDM motion norm over {num_frames} frames, {sequences} held-out first codes"
     write_norm_plot(out, codes, title)
@@ -60,8 +62,8 @@ def compare(lmdm, out: str, *, num_frames: int, sequences: int, seed=0, steps=0)
 
 
 def generate(animator: str, lmdm_dir: str, first_frame: str, out: str, *, method: str,
-             num_frames: int, seed=0, steps=0, chunk_size=32, devices=0, batch_size=16,
-             display=128, fps=25.0, loaded=None) -> dict:  # fmt: skip
+             num_frames: int, seed=0, steps=0, guidance=None, chunk_size=32, devices=0,
+             batch_size=16, display=128, fps=25.0, loaded=None) -> dict:  # fmt: skip
     """Image -> alpha_1 -> codes -> frames, written as each batch is rendered; returns the
     paths and the codes."""
     if method not in METHODS:
@@ -86,7 +88,8 @@ def generate(animator: str, lmdm_dir: str, first_frame: str, out: str, *, method
     try:
         codes_1TM = leo.generate_codes(
             lmdm, alpha1_1M, method=method, num_frames=num_frames, seed=seed, steps=steps,
-            chunk_size=chunk_size, devices=devices, progress=lambda i: bar.update(1),
+            guidance=guidance, chunk_size=chunk_size, devices=devices,
+            progress=lambda i: bar.update(1),
         )  # fmt: skip
         bar.update(bar.total - bar.n)
     finally:
@@ -121,6 +124,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("compare", False, "Plot both methods' motion norm (no animator needed).")
     flags.DEFINE_integer("sequences", 4, "--compare: held-out first codes to start from.")
     flags.DEFINE_integer("steps", 0, "DDIM steps; 0 = the LMDM's diffusion.sample_steps.")
+    flags.DEFINE_float("guidance", None, "CFG scale; default: the LMDM's diffusion.guidance_scale.")
+    flags.DEFINE_enum("split", "test", ["test", "train"], "--compare: whose videos' codes.")
     flags.DEFINE_integer("chunk_size", 32, "anchored: segments per model call.")
     flags.DEFINE_integer("devices", 0, "anchored: devices to split segments over; 0 = all.")
     flags.DEFINE_integer("seed", 0, "Noise seed.")
@@ -145,13 +150,15 @@ def main(argv):
                 raise InputError(f"--{name}: expected >= {lowest}, got {getattr(FLAGS, name)}")
         if FLAGS.method not in METHODS:
             raise InputError(f"--method: expected one of {list(METHODS)}, got {FLAGS.method!r}")
+        if FLAGS.guidance is not None and not 0.0 <= FLAGS.guidance <= 10.0:
+            raise InputError(f"--guidance: expected a scale in [0, 10], got {FLAGS.guidance}")
         if FLAGS.compare:
             if not FLAGS.out.lower().endswith(".png"):
                 raise InputError(f"--out {FLAGS.out}: --compare writes a .png plot")
             lmdm = load_model(FLAGS.lmdm, "lmdm", "--lmdm")
             results = compare(
                 lmdm, FLAGS.out, num_frames=FLAGS.frames, sequences=FLAGS.sequences,
-                seed=FLAGS.seed, steps=FLAGS.steps,
+                seed=FLAGS.seed, steps=FLAGS.steps, guidance=FLAGS.guidance, split=FLAGS.split,
             )  # fmt: skip
             for method in METHODS:
                 r = results[method]
@@ -179,8 +186,8 @@ def main(argv):
         result = generate(
             FLAGS.animator, FLAGS.lmdm, first_frame, FLAGS.out, method=FLAGS.method,
             num_frames=FLAGS.frames, seed=FLAGS.seed, steps=FLAGS.steps,
-            chunk_size=FLAGS.chunk_size, devices=FLAGS.devices, batch_size=FLAGS.batch_size,
-            display=FLAGS.display_size, fps=FLAGS.fps,
+            guidance=FLAGS.guidance, chunk_size=FLAGS.chunk_size, devices=FLAGS.devices,
+            batch_size=FLAGS.batch_size, display=FLAGS.display_size, fps=FLAGS.fps,
         )  # fmt: skip
     except (ValueError, OSError) as e:  # AnimateError, ConfigError, unreadable files.
         sys.exit(f"error: {e}")

@@ -125,8 +125,8 @@ def _edited_frame(edit: str, first_HWC, landmarks_of, animator_config):
 
 
 def run_demo(animator_dir: str, lmdm_dir: str, out: str, *, first_frame="synthetic:0",
-             num_frames=1024, sequences=8, edit="glasses", seed=0, steps=0, fps=25.0,
-             display=128, landmarks_of=None) -> dict:  # fmt: skip
+             num_frames=1024, sequences=8, edit="glasses", seed=0, steps=0, guidance=None,
+             fps=25.0, display=128, landmarks_of=None) -> dict:  # fmt: skip
     """Writes the demo's files to `out`; returns the report and the paths.
 
     landmarks_of: `frames_NHWC uint8 -> [N, 68, 2]` for the report; None = the synthetic
@@ -159,7 +159,7 @@ def run_demo(animator_dir: str, lmdm_dir: str, out: str, *, first_frame="synthet
     # 1. Code statistics over `sequences` held-out videos, both methods against real codes.
     results, codes = leo.compare_methods(
         lmdm, load_codes(lmdm[0], "test"), num_frames=num_frames, sequences=sequences,
-        seed=seed, steps=steps,
+        seed=seed, steps=steps, guidance=guidance,
     )  # fmt: skip
     write_norm_plot(
         os.path.join(out, "motion_norm.png"), codes,
@@ -173,7 +173,13 @@ def run_demo(animator_dir: str, lmdm_dir: str, out: str, *, first_frame="synthet
     tick = time.perf_counter()
     motion = {
         method: leo.generate_codes(
-            lmdm, alpha1_1M, method=method, num_frames=num_frames, seed=seed, steps=steps
+            lmdm,
+            alpha1_1M,
+            method=method,
+            num_frames=num_frames,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
         )[0]
         for method in leo.METHODS
     }
@@ -288,6 +294,7 @@ def define_flags() -> None:
     flags.DEFINE_string("edit", "glasses", "glasses, or an edited first-frame image.")
     flags.DEFINE_integer("steps", 0, "DDIM steps; 0 = the LMDM's diffusion.sample_steps.")
     flags.DEFINE_integer("seed", 0, "Noise seed.")
+    flags.DEFINE_float("guidance", None, "CFG scale; default: the LMDM's diffusion.guidance_scale.")
     flags.DEFINE_float("fps", 25.0, "Frame rate of the written videos.")
     flags.DEFINE_integer("display_size", 128, "Side of each panel in the written videos.")
     flags.DEFINE_string("out", "runs/leo_demo", "Output directory.")
@@ -303,12 +310,15 @@ def main(argv):
         for name, lowest in (("sequences", 1), ("steps", 0), ("display_size", 8)):
             if getattr(FLAGS, name) < lowest:
                 raise InputError(f"--{name}: expected >= {lowest}, got {getattr(FLAGS, name)}")
+        if FLAGS.guidance is not None and not 0.0 <= FLAGS.guidance <= 10.0:
+            raise InputError(f"--guidance: expected a scale in [0, 10], got {FLAGS.guidance}")
         if FLAGS.fps <= 0:
             raise InputError(f"--fps: expected > 0, got {FLAGS.fps}")
         result = run_demo(
             FLAGS.animator, FLAGS.lmdm, FLAGS.out, first_frame=FLAGS["first-frame"].value,
             num_frames=FLAGS.frames, sequences=FLAGS.sequences, edit=FLAGS.edit,
-            seed=FLAGS.seed, steps=FLAGS.steps, fps=FLAGS.fps, display=FLAGS.display_size,
+            seed=FLAGS.seed, steps=FLAGS.steps, guidance=FLAGS.guidance, fps=FLAGS.fps,
+            display=FLAGS.display_size,
         )  # fmt: skip
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")

@@ -134,11 +134,16 @@ def check_pair(animator: LoadedModel, lmdm: LoadedModel) -> None:
 
 
 def generate_codes(lmdm: LoadedModel, alpha1_BM, *, method: str, num_frames: int, seed=0,
-                   steps=0, chunk_size=32, devices=0, progress=None) -> np.ndarray:  # fmt: skip
+                   steps=0, guidance=None, chunk_size=32, devices=0,
+                   progress=None) -> np.ndarray:  # fmt: skip
     """`[B, num_frames, M]` codes from first codes by `chain` or `anchored` generation.
 
     steps: solver steps; 0 = the LMDM's `diffusion.sample_steps`.
+    guidance: classifier-free guidance scale; None = the LMDM's `diffusion.guidance_scale`
+      (1, no guidance, for runs saved before it existed).
     """
+    if guidance is not None and not 0.0 <= guidance <= 10.0:
+        raise ValueError(f"--guidance: expected a scale in [0, 10], got {guidance}")
     if method not in METHODS:
         raise ValueError(f"--method: expected one of {list(METHODS)}, got {method!r}")
     if num_frames < 2:
@@ -149,6 +154,7 @@ def generate_codes(lmdm: LoadedModel, alpha1_BM, *, method: str, num_frames: int
     common = dict(
         num_frames=num_frames, length=config.model.length, prediction=diffusion.prediction,
         num_steps=steps or diffusion.sample_steps,
+        guidance_scale=diffusion.get("guidance_scale", 1.0) if guidance is None else guidance,
     )  # fmt: skip
     key = jax.random.key(seed)
     alpha1_BM = np.asarray(alpha1_BM, np.float32)
@@ -190,7 +196,7 @@ def animate(
 
 
 def compare_methods(lmdm: LoadedModel, real_NTM, *, num_frames: int, sequences: int, seed=0,
-                    steps=0) -> tuple[dict, dict]:  # fmt: skip
+                    steps=0, guidance=None) -> tuple[dict, dict]:  # fmt: skip
     """Both methods from the first codes of `sequences` real code sequences `[N, T, M]`.
 
     Returns `(results, codes)`: per method its time, finiteness, norm and join statistics,
@@ -210,8 +216,9 @@ def compare_methods(lmdm: LoadedModel, real_NTM, *, num_frames: int, sequences: 
     for method in METHODS:
         start = time.perf_counter()
         codes[method] = generate_codes(
-            lmdm, first_BM, method=method, num_frames=num_frames, seed=seed, steps=steps
-        )
+            lmdm, first_BM, method=method, num_frames=num_frames, seed=seed, steps=steps,
+            guidance=guidance,
+        )  # fmt: skip
         results[method] = dict(
             seconds=time.perf_counter() - start,
             finite=bool(np.isfinite(codes[method]).all()),

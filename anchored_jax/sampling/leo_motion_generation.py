@@ -120,11 +120,15 @@ def sample_motion(
 
 
 @functools.partial(
-    jax.jit, static_argnames=("graphdef", "num_frames", "length", "num_steps", "prediction")
-)
+    jax.jit,
+    static_argnames=(
+        "graphdef", "num_frames", "length", "num_steps", "prediction", "guidance_scale"
+    ),
+)  # fmt: skip
 def chain_motion(
-    graphdef, params, schedule, alpha1_BM, key, *, num_frames, length, num_steps, prediction
-):
+    graphdef, params, schedule, alpha1_BM, key, *, num_frames, length, num_steps, prediction,
+    guidance_scale=1.0,
+):  # fmt: skip
     """LEO chaining: `[B, num_frames, M]` codes, each chunk starting at the previous last code."""
     new_per_chunk = length - 1
     num_chunks = -(-(num_frames - 1) // new_per_chunk)
@@ -139,6 +143,7 @@ def chain_motion(
             length=length,
             num_steps=num_steps,
             prediction=prediction,
+            guidance_scale=guidance_scale,
         )
         return codes_BLM[:, -1], codes_BLM[:, 1:]
 

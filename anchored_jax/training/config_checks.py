@@ -318,6 +318,7 @@ def validate_lmdm_config(config: ml_collections.ConfigDict) -> None:
     _check_adam(config, ("learning_rate",))
     _in_range(config, "diffusion.condition_dropout", 0.0, 1.0, closed_high=False)
     _check_counts(config, ("diffusion.sample_steps",))
+    _in_range(config, "diffusion.guidance_scale", 0.0, 10.0, closed_high=True)
     _choice(data.code_source, "data.code_source", ("landmarks", "animator"))
     _expect(
         data.code_source != "animator" or bool(data.animator_workdir),

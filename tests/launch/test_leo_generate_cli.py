@@ -13,7 +13,7 @@ from anchored_jax.diffusion.schedules import make_schedule
 from anchored_jax.interop.export_inference import save_inference_checkpoint
 from anchored_jax.interop.lia_import import lia_generator_params
 from anchored_jax.pipelines.checkpoints import load_model
-from anchored_jax.pipelines.leo import animator_fns, render_codes
+from anchored_jax.pipelines.leo import animator_fns, generate_codes, render_codes
 from anchored_jax.sampling.leo_anchored_motion import anchored_motion
 from anchored_jax.sampling.leo_motion_generation import chain_motion, sample_motion
 from anchored_jax.training.checkpointing import RunCheckpoints
@@ -125,3 +125,19 @@ def test_generate_command_line(runs, tmp_path):
     codes = read_code_file(str(tmp_path / "gen_codes.npz"))
     assert codes.shape == (1, 16, TINY.motion_dim) and np.isfinite(codes).all()
     assert os.path.isfile(tmp_path / "gen_motion_norm.png")
+
+
+def test_guidance_comes_from_the_run_and_a_flag_overrides_it(runs):
+    lmdm = load_model(runs["lmdm"], "lmdm", "--lmdm")
+    # Not 0: a fresh null code is 0, so a zero alpha_1 would read the same as no condition.
+    first = np.random.default_rng(0).normal(size=(2, TINY.motion_dim)).astype(np.float32)
+    kw = dict(num_frames=FRAMES, seed=0)
+    for method in ("chain", "anchored"):
+        default = generate_codes(lmdm, first, method=method, **kw)
+        np.testing.assert_array_equal(
+            generate_codes(lmdm, first, method=method, guidance=1.0, **kw), default
+        )
+        mixed = generate_codes(lmdm, first, method=method, guidance=0.5, **kw)
+        assert np.abs(mixed - default).max() > 1e-3, method  # the null code's pull shows
+    with pytest.raises(ValueError, match=r"--guidance: expected a scale in \[0, 10\], got -1"):
+        generate_codes(lmdm, first, method="chain", guidance=-1.0, **kw)
