@@ -40,6 +40,7 @@ def tiny_run_config():
     )
     config.checkpoint.update(every_steps=3, async_save=False)
     config.logging.update(log_every_steps=2, eval_every_steps=3, eval_videos=2, eval_frames=3)
+    config.logging.eval_akd = False  # the landmark regressor's first build takes ~1.5 minutes
     return config
 
 

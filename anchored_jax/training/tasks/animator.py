@@ -6,7 +6,9 @@ that it reads and writes the loop's one `TrainState`: `params` and `opt_state` h
 networks as {"gen", "disc"}, and there is no EMA. The frozen VGG19 parameters of the
 perceptual loss come in as the step's `frozen` argument. Evaluation: frame 0 of each held-out
 video is the source and every frame drives it, reported against the copy-source baseline
-(predicting frame 0 everywhere), and drawn as a figure.
+(predicting frame 0 everywhere), and drawn as a figure. On synthetic faces (and with
+`logging.eval_akd`) AKD is reported too: the synthetic-face landmark regressor's landmarks of
+each rendered frame against the renderer's exact landmarks of the driving frame, in pixels.
 """
 
 import jax
@@ -51,6 +53,37 @@ def evaluate_reconstruction(reconstruct, gen_params, videos_BTHWC, batch_size=4)
     return {k: v / n for k, v in sums.items()}, np.concatenate(recons)
 
 
+def held_out_landmarks(data: ml_collections.ConfigDict, num_videos: int, num_frames: int):
+    """Exact (x, y) landmarks in [0, 1] of the videos `read_videos` reads: `[V, T, L, 2]`."""
+    from data_pipelines.frame_pairs import make_pair_source  # noqa: PLC0415
+
+    source = make_pair_source(data, "test")
+    return np.stack(
+        [source[v].landmarks_TLC[:num_frames, :, :2] for v in range(min(num_videos, len(source)))]
+    )
+
+
+def keypoint_distance_px(extract, video_BTHWC: np.ndarray, landmarks_BTL2: np.ndarray) -> float:
+    """AKD over frames 1.. (frame 0 is the source): the mean pixel distance between the
+    landmarks `extract` (uint8 `[N, S, S, 3]` -> `[N, L, 2]` in [0, 1]) finds and the exact ones.
+    """
+    B, T, S = video_BTHWC.shape[:3]
+    assert landmarks_BTL2.shape[:2] == (B, T), (landmarks_BTL2.shape, video_BTHWC.shape)
+    frames_NHWC = to_uint8(np.asarray(video_BTHWC[:, 1:]).reshape(-1, *video_BTHWC.shape[2:]))
+    found_BTL2 = np.asarray(extract(frames_NHWC)).reshape(B, T - 1, -1, 2)
+    distance_BTL = np.sqrt(np.square((found_BTL2 - landmarks_BTL2[:, 1:]) * S).sum(-1))
+    return float(distance_BTL.mean())
+
+
+def synthetic_akd_extractor(data: ml_collections.ConfigDict):
+    """The synthetic faces' landmark regressor for this frame size (trained once, cached)."""
+    from data_pipelines.synthetic_landmark_regressor import (  # noqa: PLC0415
+        synthetic_landmark_extractor,
+    )
+
+    return synthetic_landmark_extractor(data.image_size)
+
+
 def generator_params(state: TrainState):
     """The generator's parameters of an animator train state (what inference needs)."""
     return state.params["gen"]
@@ -71,8 +104,14 @@ class AnimatorTask:
         self.graphs, _ = jax.eval_shape(
             lambda: init_animator(config, config.seed, self.gen_tx, self.disc_tx)
         )
-        self._leo_step = make_train_step(self.graphs, self.gen_tx, self.disc_tx, config.losses)
+        self._leo_step = make_train_step(
+            self.graphs, self.gen_tx, self.disc_tx, config.losses, seed=config.seed
+        )
         self._reconstruct = jax.jit(make_reconstruction_step(self.graphs))
+        self._akd_extract = None  # built at the first evaluation that reports AKD
+        self.eval_akd = bool(config.logging.get("eval_akd", False)) and (
+            config.data.source == "synthetic"
+        )
 
     def init(self) -> TrainState:
         _, s = init_animator(self.config, self.config.seed, self.gen_tx, self.disc_tx)
@@ -110,13 +149,25 @@ class AnimatorTask:
         metrics, recon = evaluate_reconstruction(
             self._reconstruct, state.params["gen"], videos_BTHWC
         )
+        akd = ""
+        if self.eval_akd:
+            if self._akd_extract is None:
+                self._akd_extract = synthetic_akd_extractor(self.config.data)
+                self._akd_landmarks = held_out_landmarks(self.config.data, *videos_BTHWC.shape[:2])
+            copy = np.broadcast_to(videos_BTHWC[:, :1], videos_BTHWC.shape)
+            for name, video in (("recon", recon), ("copy", copy)):
+                metrics[f"{name}_akd"] = keypoint_distance_px(
+                    self._akd_extract, video, self._akd_landmarks
+                )
+            akd = f"; AKD {metrics['recon_akd']:.2f} px, copy-source {metrics['copy_akd']:.2f} px"
         logging.info(
-            "step %d: self-reconstruction L1 %.4f PSNR %.2f dB; copy-source L1 %.4f PSNR %.2f dB",
+            "step %d: self-reconstruction L1 %.4f PSNR %.2f dB; copy-source L1 %.4f PSNR %.2f dB%s",
             step,
             metrics["recon_l1"],
             metrics["recon_psnr"],
             metrics["copy_l1"],
             metrics["copy_psnr"],
+            akd,
         )
         shown = videos_BTHWC[: self.config.logging.figure_videos]
         grid = reconstruction_figure(shown, recon[: len(shown)])
