@@ -419,13 +419,10 @@ def evaluate_animator(workdir: str, videos: int = 8, frames: int = 32, akd: bool
     training loop's evaluation). With `akd` on synthetic data, AKD in pixels too (the synthetic
     faces' landmark regressor against the exact driving landmarks; `akd_floor_px`: the
     regressor on the real frames)."""
+    from anchored_jax.evaluation import keypoint_metrics
     from anchored_jax.pipelines import leo
-    from anchored_jax.training.tasks.animator import (
-        held_out_landmarks,
-        keypoint_distance_px,
-        synthetic_akd_extractor,
-    )
-    from data_pipelines.frame_pairs import read_videos
+    from anchored_jax.training.tasks.animator import keypoint_distance_px
+    from data_pipelines.frame_pairs import make_pair_source, read_videos
 
     animator = load_model(workdir, "animator", "--animator")
     fns = leo.animator_fns(animator)
@@ -436,8 +433,10 @@ def evaluate_animator(workdir: str, videos: int = 8, frames: int = 32, akd: bool
     ), -1.0, 1.0)  # fmt: skip
     with_akd = akd and data.source == "synthetic"
     if with_akd:
-        extract = synthetic_akd_extractor(data)
-        landmarks_BTL2 = held_out_landmarks(data, *real_BTHWC.shape[:2])
+        extract = keypoint_metrics.landmark_extractor("synthetic")
+        source = make_pair_source(data, "test")
+        landmarks_BTL2 = np.stack([source[v].landmarks_TLC[:frames, :, :2]
+                                   for v in range(len(real_BTHWC))])  # fmt: skip
     rows = {}
     copy_BTHWC = np.broadcast_to(real_BTHWC[:, :1], real_BTHWC.shape)
     for name, video in (("animator", recon_BTHWC), (COPY, copy_BTHWC)):

@@ -302,12 +302,12 @@ def _random_like(abstract, seed=0):
 def test_leo_animator_and_motion_reports(tmp_path, monkeypatch):
     import optax
 
+    from anchored_jax.evaluation import keypoint_metrics
     from anchored_jax.sampling.leo_motion_generation import delta_statistics
     from anchored_jax.training.leo_animator_step import init_animator
-    from anchored_jax.training.tasks import animator as animator_task
     from anchored_jax.training.tasks.lmdm import init_lmdm
     from configs.lmdm import get_config as lmdm_config
-    from data_pipelines.frame_pairs import read_videos
+    from data_pipelines.frame_pairs import make_pair_source, read_videos
     from data_pipelines.lmdm_codes import load_codes
     from data_pipelines.motion_codes import code_windows
     from launch.evaluate import evaluate_animator, evaluate_lmdm
@@ -320,12 +320,13 @@ def test_leo_animator_and_motion_reports(tmp_path, monkeypatch):
     # finds every landmark at the frame centre, so every AKD is the exact landmarks' mean
     # distance from the centre over frames 1...
     centre = lambda frames: np.full((len(frames), 68, 2), 0.5, np.float32)  # noqa: E731
-    monkeypatch.setattr(animator_task, "synthetic_akd_extractor", lambda data: centre)
+    monkeypatch.setattr(keypoint_metrics, "landmark_extractor", lambda kind: centre)
     rows = evaluate_animator(animator, videos=2, frames=4)
     real = read_videos(anim.data, "test", 2, 4)
     copy = np.broadcast_to(real[:, :1], real.shape)
     np.testing.assert_allclose(rows["copy_source"]["l1"], np.abs(copy - real)[:, 1:].mean())
-    exact = animator_task.held_out_landmarks(anim.data, 2, 4)
+    source = make_pair_source(anim.data, "test")
+    exact = np.stack([source[v].landmarks_TLC[:4, :, :2] for v in range(2)])
     want_akd = np.sqrt(np.square((exact[:, 1:] - 0.5) * 32).sum(-1)).mean()
     for akd in (rows["animator"]["akd_px"], rows["copy_source"]["akd_px"], rows["akd_floor_px"]):
         np.testing.assert_allclose(akd, want_akd, rtol=1e-5)

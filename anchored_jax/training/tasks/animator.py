@@ -6,9 +6,10 @@ that it reads and writes the loop's one `TrainState`: `params` and `opt_state` h
 networks as {"gen", "disc"}, and there is no EMA. The frozen VGG19 parameters of the
 perceptual loss come in as the step's `frozen` argument. Evaluation: frame 0 of each held-out
 video is the source and every frame drives it, reported against the copy-source baseline
-(predicting frame 0 everywhere), and drawn as a figure. On synthetic faces (and with
-`logging.eval_akd`) AKD is reported too: the synthetic-face landmark regressor's landmarks of
-each rendered frame against the renderer's exact landmarks of the driving frame, in pixels.
+(predicting frame 0 everywhere), and drawn as a figure. When the launcher supplies exact
+landmarks and a landmark extractor with the held-out videos (synthetic faces with
+`logging.eval_akd`), AKD is reported too: the extractor's landmarks of each rendered frame
+against the exact landmarks of the driving frame, in pixels.
 """
 
 import jax
@@ -53,16 +54,6 @@ def evaluate_reconstruction(reconstruct, gen_params, videos_BTHWC, batch_size=4)
     return {k: v / n for k, v in sums.items()}, np.concatenate(recons)
 
 
-def held_out_landmarks(data: ml_collections.ConfigDict, num_videos: int, num_frames: int):
-    """Exact (x, y) landmarks in [0, 1] of the videos `read_videos` reads: `[V, T, L, 2]`."""
-    from data_pipelines.frame_pairs import make_pair_source  # noqa: PLC0415
-
-    source = make_pair_source(data, "test")
-    return np.stack(
-        [source[v].landmarks_TLC[:num_frames, :, :2] for v in range(min(num_videos, len(source)))]
-    )
-
-
 def keypoint_distance_px(extract, video_BTHWC: np.ndarray, landmarks_BTL2: np.ndarray) -> float:
     """AKD over frames 1.. (frame 0 is the source): the mean pixel distance between the
     landmarks `extract` (uint8 `[N, S, S, 3]` -> `[N, L, 2]` in [0, 1]) finds and the exact ones.
@@ -73,15 +64,6 @@ def keypoint_distance_px(extract, video_BTHWC: np.ndarray, landmarks_BTL2: np.nd
     found_BTL2 = np.asarray(extract(frames_NHWC)).reshape(B, T - 1, -1, 2)
     distance_BTL = np.sqrt(np.square((found_BTL2 - landmarks_BTL2[:, 1:]) * S).sum(-1))
     return float(distance_BTL.mean())
-
-
-def synthetic_akd_extractor(data: ml_collections.ConfigDict):
-    """The synthetic faces' landmark regressor for this frame size (trained once, cached)."""
-    from data_pipelines.synthetic_landmark_regressor import (  # noqa: PLC0415
-        synthetic_landmark_extractor,
-    )
-
-    return synthetic_landmark_extractor(data.image_size)
 
 
 def generator_params(state: TrainState):
@@ -108,10 +90,6 @@ class AnimatorTask:
             self.graphs, self.gen_tx, self.disc_tx, config.losses, seed=config.seed
         )
         self._reconstruct = jax.jit(make_reconstruction_step(self.graphs))
-        self._akd_extract = None  # built at the first evaluation that reports AKD
-        self.eval_akd = bool(config.logging.get("eval_akd", False)) and (
-            config.data.source == "synthetic"
-        )
 
     def init(self) -> TrainState:
         _, s = init_animator(self.config, self.config.seed, self.gen_tx, self.disc_tx)
@@ -145,20 +123,24 @@ class AnimatorTask:
         line = f"Animator: generator {n_gen:,}, discriminator {n_disc:,} parameters"
         return line, {"gen_params": n_gen, "disc_params": n_disc}
 
-    def evaluate(self, state: TrainState, videos_BTHWC: np.ndarray, step: int, setup):
+    def evaluate(self, state: TrainState, eval_data, step: int, setup):
+        """`eval_data`: held-out videos `[V, T, H, W, 3]`, or a dict of them (`videos_BTHWC`)
+        with what AKD needs: their exact landmarks (`landmarks_BTL2`, x and y in [0, 1]) and a
+        landmark extractor (`extract_landmarks`, uint8 frames -> `[N, L, 2]`)."""
+        landmarks_BTL2 = extract = None
+        videos_BTHWC = eval_data
+        if isinstance(eval_data, dict):
+            videos_BTHWC = eval_data["videos_BTHWC"]
+            landmarks_BTL2 = eval_data.get("landmarks_BTL2")
+            extract = eval_data.get("extract_landmarks")
         metrics, recon = evaluate_reconstruction(
             self._reconstruct, state.params["gen"], videos_BTHWC
         )
         akd = ""
-        if self.eval_akd:
-            if self._akd_extract is None:
-                self._akd_extract = synthetic_akd_extractor(self.config.data)
-                self._akd_landmarks = held_out_landmarks(self.config.data, *videos_BTHWC.shape[:2])
+        if landmarks_BTL2 is not None and extract is not None:
             copy = np.broadcast_to(videos_BTHWC[:, :1], videos_BTHWC.shape)
             for name, video in (("recon", recon), ("copy", copy)):
-                metrics[f"{name}_akd"] = keypoint_distance_px(
-                    self._akd_extract, video, self._akd_landmarks
-                )
+                metrics[f"{name}_akd"] = keypoint_distance_px(extract, video, landmarks_BTL2)
             akd = f"; AKD {metrics['recon_akd']:.2f} px, copy-source {metrics['copy_akd']:.2f} px"
         logging.info(
             "step %d: self-reconstruction L1 %.4f PSNR %.2f dB; copy-source L1 %.4f PSNR %.2f dB%s",
