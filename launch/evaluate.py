@@ -413,18 +413,30 @@ def write_frame_strips(out, parts, methods, plans, seed, real_THWC, clip_frames)
 
 
 # ---------------------------------------------------------------------------------- LEO
-def evaluate_animator(workdir: str, videos: int = 8, frames: int = 32) -> dict:
+def evaluate_animator(workdir: str, videos: int = 8, frames: int = 32, akd: bool = True) -> dict:
     """Self-reconstruction of held-out videos vs copy-source: frame 0 is the source and every
-    frame drives it (absolute motion); means over frames 1.."""
+    frame drives it (absolute motion); means over frames 1.., frames clipped to [-1, 1] (as the
+    training loop's evaluation). With `akd` on synthetic data, AKD in pixels too (the synthetic
+    faces' landmark regressor against the exact driving landmarks; `akd_floor_px`: the
+    regressor on the real frames)."""
+    from anchored_jax.evaluation import keypoint_metrics
     from anchored_jax.pipelines import leo
-    from data_pipelines.frame_pairs import read_videos
+    from anchored_jax.training.tasks.animator import keypoint_distance_px
+    from data_pipelines.frame_pairs import make_pair_source, read_videos
 
     animator = load_model(workdir, "animator", "--animator")
     fns = leo.animator_fns(animator)
-    real_BTHWC = read_videos(animator.config.data, "test", videos, frames)
-    recon_BTHWC = np.stack(
+    data = animator.config.data
+    real_BTHWC = read_videos(data, "test", videos, frames)
+    recon_BTHWC = np.clip(np.stack(
         [leo.render_codes(fns, v[0], leo.encode_codes(fns, v), mode="absolute") for v in real_BTHWC]
-    )
+    ), -1.0, 1.0)  # fmt: skip
+    with_akd = akd and data.source == "synthetic"
+    if with_akd:
+        extract = keypoint_metrics.landmark_extractor("synthetic")
+        source = make_pair_source(data, "test")
+        landmarks_BTL2 = np.stack([source[v].landmarks_TLC[:frames, :, :2]
+                                   for v in range(len(real_BTHWC))])  # fmt: skip
     rows = {}
     copy_BTHWC = np.broadcast_to(real_BTHWC[:, :1], real_BTHWC.shape)
     for name, video in (("animator", recon_BTHWC), (COPY, copy_BTHWC)):
@@ -435,6 +447,10 @@ def evaluate_animator(workdir: str, videos: int = 8, frames: int = 32) -> dict:
             psnr=float(psnr_T(fake, true).mean()),
             ssim=float(ssim_T(fake, true).mean()),
         )
+        if with_akd:
+            rows[name]["akd_px"] = keypoint_distance_px(extract, video, landmarks_BTL2)
+    if with_akd:
+        rows["akd_floor_px"] = keypoint_distance_px(extract, real_BTHWC, landmarks_BTL2)
     return dict(workdir=os.path.abspath(workdir), videos=len(real_BTHWC),
                 frames=real_BTHWC.shape[1], **rows)  # fmt: skip
 
@@ -583,7 +599,9 @@ def main(argv):
                 return
         leo = {}
         if FLAGS.animator:
-            leo["animator"] = evaluate_animator(FLAGS.animator, FLAGS.leo_videos)
+            leo["animator"] = evaluate_animator(
+                FLAGS.animator, FLAGS.leo_videos, akd=FLAGS.akd_landmarks in ("auto", "synthetic")
+            )
         if FLAGS.lmdm:
             leo["lmdm"] = evaluate_lmdm(FLAGS.lmdm, FLAGS.leo_videos)
         if leo:

@@ -5,6 +5,7 @@ import sys
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
 
 from anchored_jax.models.leo_vgg19 import Vgg19Features, load_vgg19_state_dict
@@ -12,7 +13,7 @@ from anchored_jax.parallel.multihost import process_batch_size
 from anchored_jax.training.config_checks import ensure_writable_workdir
 from anchored_jax.training.loop import RUN_ERRORS, TrainData, train
 from anchored_jax.training.tasks.animator import AnimatorTask
-from data_pipelines.frame_pairs import build_pair_dataset, read_videos
+from data_pipelines.frame_pairs import build_pair_dataset, make_pair_source, read_videos
 
 
 def load_vgg_params(path: str):
@@ -40,10 +41,23 @@ def read_data(config: ml_collections.ConfigDict) -> TrainData:
     eval_videos = read_videos(
         config.data, "test", config.logging.eval_videos, config.logging.eval_frames
     )
+    eval_data = eval_videos
+    if config.logging.get("eval_akd", False) and config.data.source == "synthetic":
+        from anchored_jax.evaluation import keypoint_metrics
+
+        # AKD: the synthetic-face regressor's landmarks against the renderer's exact ones.
+        source = make_pair_source(config.data, "test")
+        T = eval_videos.shape[1]
+        landmarks = [source[v].landmarks_TLC[:T, :, :2] for v in range(len(eval_videos))]
+        eval_data = {
+            "videos_BTHWC": eval_videos,
+            "landmarks_BTL2": np.stack(landmarks),
+            "extract_landmarks": keypoint_metrics.landmark_extractor("synthetic"),
+        }
     vgg_params = None
     if config.losses.perceptual_weight > 0:
         vgg_params = load_vgg_params(config.losses.vgg19_weights)
-    return TrainData(train_iter=iter(train_pairs), eval_data=eval_videos, frozen=vgg_params)
+    return TrainData(train_iter=iter(train_pairs), eval_data=eval_data, frozen=vgg_params)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | None = None) -> dict:

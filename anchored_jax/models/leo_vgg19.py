@@ -5,6 +5,11 @@ and relu5_1 (the layers FOMM/LIA-style perceptual losses use). Inputs are frames
 the ImageNet normalisation torchvision's weights expect happens inside. Nothing is downloaded:
 `load_vgg19_state_dict` fills the model from arrays keyed like torchvision's
 `vgg19().state_dict()` (`features.<index>.weight` [out, in, 3, 3], `.bias` [out]).
+
+Without weights to import, a narrow random-init variant (`width_divisor`, `num_blocks`, He-normal
+kernels) still gives a usable perceptual loss: random conv features measure multi-scale
+structure (He, Wang and Hopcroft 2016, "A powerful generative model using random weights for
+the deep image representation").
 """
 
 from collections.abc import Mapping
@@ -25,21 +30,33 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Vgg19Features(nnx.Module):
     """`x_BHWC` in [-1, 1] -> the five relu_k_1 feature maps."""
 
-    def __init__(self, *, rngs: nnx.Rngs):
+    def __init__(self, *, rngs: nnx.Rngs, width_divisor: int = 1, num_blocks: int = 5):
+        """`width_divisor` 1 and `num_blocks` 5 is VGG19 (what torchvision weights fill);
+        otherwise each block's channels are divided and only the first blocks exist."""
+        if not 1 <= num_blocks <= len(VGG19_BLOCKS):
+            raise ValueError(f"VGG19 blocks: expected 1..{len(VGG19_BLOCKS)}, got {num_blocks}")
+        # Torchvision's own init for VGG (kaiming normal, fan_out, relu); the values of an
+        # imported state dict replace it.
+        kernel_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
         convs = {}
         c_in = 3
-        for block, c_out in zip(VGG19_BLOCKS, VGG19_CHANNELS, strict=True):
+        blocks = zip(VGG19_BLOCKS[:num_blocks], VGG19_CHANNELS[:num_blocks], strict=True)
+        for block, c_out in blocks:
+            c_out = max(1, c_out // width_divisor)
             for index in block:
-                convs[str(index)] = nnx.Conv(c_in, c_out, (3, 3), padding=1, rngs=rngs)
+                convs[str(index)] = nnx.Conv(
+                    c_in, c_out, (3, 3), padding=1, kernel_init=kernel_init, rngs=rngs
+                )
                 c_in = c_out
         self.features = nnx.Dict(convs)
+        self.num_blocks = num_blocks
 
     def __call__(self, x_BHWC: jax.Array) -> list[jax.Array]:
         mean = jnp.asarray(IMAGENET_MEAN, x_BHWC.dtype)
         std = jnp.asarray(IMAGENET_STD, x_BHWC.dtype)
         h = ((x_BHWC + 1.0) / 2.0 - mean) / std
         outputs = []
-        for b, block in enumerate(VGG19_BLOCKS):
+        for b, block in enumerate(VGG19_BLOCKS[: self.num_blocks]):
             if b > 0:
                 h = nnx.max_pool(h, (2, 2), strides=(2, 2))
             for i, index in enumerate(block):

@@ -279,8 +279,21 @@ def validate_animator_config(config: ml_collections.ConfigDict) -> None:
     _choice(
         training.get("gen_lr_schedule", "constant"), "training.gen_lr_schedule", GEN_LR_SCHEDULES
     )
-    for name in ("l1_weight", "perceptual_weight", "gan_weight", "r1_weight"):
+    for name in ("l1_weight", "perceptual_weight", "gan_weight", "r1_weight", "motion_weight"):
         _at_least(config, f"losses.{name}", 0)
+    _check_counts(config, ("losses.motion_blur",))
+    _at_least(config, "losses.random_perceptual_weight", 0)
+    _check_counts(config, ("losses.random_perceptual_width_divisor",))
+    _in_range(config, "losses.random_perceptual_blocks", 1, 5, closed_high=True)
+    # Each level halves the frame and each block past the first max-pools it: keep >= 1 pixel.
+    levels = losses.random_perceptual_scales + losses.random_perceptual_blocks - 2
+    _check_counts(config, ("losses.random_perceptual_scales",))
+    _expect(
+        config.data.image_size >> levels >= 1,
+        f"losses.random_perceptual_scales: {losses.random_perceptual_scales} levels with "
+        f"{losses.random_perceptual_blocks} blocks shrink {config.data.image_size}-px frames "
+        "below one pixel; use fewer",
+    )
     _expect(
         not (losses.perceptual_weight > 0 and not losses.vgg19_weights),
         "losses.vgg19_weights: the perceptual loss needs a torchvision VGG19 state dict "

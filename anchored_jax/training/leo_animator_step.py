@@ -1,9 +1,12 @@
 """The animator's train and eval steps: pure `state, batch, vgg_params -> state, metrics`.
 
 One jitted step updates both networks with their own optax Adam (betas (0, 0.99), as LIA):
-first the generator on L1 + perceptual + non-saturating GAN loss, then the discriminator on
+first the generator on L1 (optionally weighted towards the pixels motion changes) + perceptual
+(imported VGG19, and/or a narrow random-init one) + non-saturating GAN loss, then the
+discriminator on
 the logistic loss (plus an optional R1 penalty on real frames) against the generator's output
-of the same step. The frozen VGG19 parameters come in as an argument, never from a global.
+of the same step. The imported VGG19 parameters come in as an argument, never from a global;
+the random-init features are built from `seed` when the step is made and fixed thereafter.
 On a mesh the batch is sharded over the data axis and the states are replicated; the step is
 the same function.
 """
@@ -25,8 +28,10 @@ from anchored_jax.training.leo_losses import (
     discriminator_loss,
     generator_adversarial_loss,
     l1_loss,
+    motion_weight_map,
     perceptual_loss,
     psnr,
+    weighted_l1_loss,
 )
 from anchored_jax.training.train_state import split_model
 
@@ -92,11 +97,31 @@ def init_animator(config: ml_collections.ConfigDict, seed: int, gen_tx, disc_tx)
     return AnimatorGraphs(gen_graph, disc_graph, vgg_graph), state
 
 
-def make_train_step(graphs: AnimatorGraphs, gen_tx, disc_tx, losses: ml_collections.ConfigDict):
+def random_perceptual_features(losses: ml_collections.ConfigDict, seed: int):
+    """`(graphdef, params)` of the narrow random-init VGG19 of `losses.random_perceptual_*`,
+    or None when that term is off. Same `seed`, same features (a resumed run sees the same)."""
+    if losses.get("random_perceptual_weight", 0.0) <= 0:
+        return None
+    vgg = Vgg19Features(
+        rngs=nnx.Rngs(seed),
+        width_divisor=losses.random_perceptual_width_divisor,
+        num_blocks=losses.random_perceptual_blocks,
+    )
+    return nnx.split(vgg)
+
+
+def make_train_step(
+    graphs: AnimatorGraphs, gen_tx, disc_tx, losses: ml_collections.ConfigDict, seed: int = 0
+):
     """`step(state, batch, vgg_params) -> (state, metrics)`; `vgg_params=None` skips the
-    perceptual term (tiny CPU runs without imported VGG weights)."""
+    imported-VGG19 perceptual term (tiny CPU runs without imported VGG weights). `seed` makes
+    the random-init perceptual features, when `losses.random_perceptual_weight > 0`."""
     l1_weight, gan_weight, r1_weight = losses.l1_weight, losses.gan_weight, losses.r1_weight
     perceptual_weight = losses.perceptual_weight
+    motion_weight = losses.get("motion_weight", 0.0)
+    motion_blur = losses.get("motion_blur", 1)
+    random_weight = losses.get("random_perceptual_weight", 0.0)
+    random_features = random_perceptual_features(losses, seed)
 
     def gen_loss_fn(gen_params, disc_params, vgg_params, batch):
         gen = nnx.merge(graphs.gen, gen_params)
@@ -104,7 +129,19 @@ def make_train_step(graphs: AnimatorGraphs, gen_tx, disc_tx, losses: ml_collecti
         real = batch["driving_BHWC"]
         l1 = l1_loss(fake, real)
         metrics = {"l1": l1}
-        total = l1_weight * l1
+        if motion_weight > 0:
+            weight_BHW1 = motion_weight_map(
+                batch["source_BHWC"], real, weight=motion_weight, blur=motion_blur
+            )
+            metrics["weighted_l1"] = weighted_l1_loss(fake, real, weight_BHW1)
+            total = l1_weight * metrics["weighted_l1"]
+        else:
+            total = l1_weight * l1
+        if random_features is not None:
+            random_vgg = nnx.merge(*random_features)
+            perc = perceptual_loss(random_vgg, fake, real, scales=losses.random_perceptual_scales)
+            total = total + random_weight * perc
+            metrics["random_perceptual"] = perc
         if vgg_params is not None and perceptual_weight > 0:
             vgg = nnx.merge(graphs.vgg, vgg_params)
             perc = perceptual_loss(vgg, fake, real)

@@ -1,5 +1,6 @@
-"""LEO's losses: the animator's L1, multi-scale VGG19 perceptual and non-saturating GAN losses,
-and the LMDM's diffusion loss over motion-code windows (`lmdm_loss`).
+"""LEO's losses: the animator's L1 (plain, or weighted towards the pixels motion changes),
+multi-scale VGG19 perceptual and non-saturating GAN losses, and the LMDM's diffusion loss over
+motion-code windows (`lmdm_loss`).
 
 The perceptual loss compares VGG19 relu{1..5}_1 features of the generated and real frames on
 an image pyramid (full size, then three 2x average-pooled levels), each term weighted 10 (the
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from anchored_jax.diffusion.objectives import diffusion_loss
@@ -22,6 +24,35 @@ PERCEPTUAL_TERM_WEIGHT = 10.0
 
 def l1_loss(fake: jax.Array, real: jax.Array) -> jax.Array:
     return jnp.mean(jnp.abs(fake.astype(jnp.float32) - real.astype(jnp.float32)))
+
+
+def motion_weight_map(
+    source_BHWC: jax.Array, driving_BHWC: jax.Array, *, weight: float, blur: int
+) -> jax.Array:
+    """`1 + weight * box_blur(mean_c |driving - source|)`, `[B, H, W, 1]`, no gradient.
+
+    The pixels motion changes (an opening mouth, closing eyes) are a small share of a frame; the
+    blur (the mean over a `blur` x `blur` box, its in-frame part at the border) spreads their
+    weight over the neighbourhood the generator must redraw.
+    """
+    diff_BHW1 = jnp.mean(jnp.abs(driving_BHWC - source_BHWC), axis=-1, keepdims=True)
+    if blur > 1:
+        _, H, W, _ = diff_BHW1.shape
+        window, pad = (1, blur, blur, 1), "SAME"
+        total = jax.lax.reduce_window(diff_BHW1, 0.0, jax.lax.add, window, (1, 1, 1, 1), pad)
+        # Pixels of the box inside the frame (a static map: numpy, not an XLA constant fold).
+        lo = (blur - 1) // 2  # XLA SAME: the smaller half of the padding goes first
+        rows = np.minimum(np.arange(H) + blur - 1 - lo, H - 1) - np.maximum(np.arange(H) - lo, 0)
+        cols = np.minimum(np.arange(W) + blur - 1 - lo, W - 1) - np.maximum(np.arange(W) - lo, 0)
+        count_HW = np.outer(rows + 1, cols + 1).astype(np.float32)
+        diff_BHW1 = total / count_HW[None, :, :, None]
+    return jax.lax.stop_gradient(1.0 + weight * diff_BHW1.astype(jnp.float32))
+
+
+def weighted_l1_loss(fake: jax.Array, real: jax.Array, weight_BHW1: jax.Array) -> jax.Array:
+    """`mean(weight * |fake - real|)` over every pixel and channel."""
+    diff = jnp.abs(fake.astype(jnp.float32) - real.astype(jnp.float32))
+    return jnp.mean(weight_BHW1 * diff)
 
 
 def downsample2x(x_BHWC: jax.Array) -> jax.Array:

@@ -299,14 +299,15 @@ def _random_like(abstract, seed=0):
 
 
 @pytest.mark.slow  # about a minute on 2 busy cores: the animator's compile
-def test_leo_animator_and_motion_reports(tmp_path):
+def test_leo_animator_and_motion_reports(tmp_path, monkeypatch):
     import optax
 
+    from anchored_jax.evaluation import keypoint_metrics
     from anchored_jax.sampling.leo_motion_generation import delta_statistics
     from anchored_jax.training.leo_animator_step import init_animator
     from anchored_jax.training.tasks.lmdm import init_lmdm
     from configs.lmdm import get_config as lmdm_config
-    from data_pipelines.frame_pairs import read_videos
+    from data_pipelines.frame_pairs import make_pair_source, read_videos
     from data_pipelines.lmdm_codes import load_codes
     from data_pipelines.motion_codes import code_windows
     from launch.evaluate import evaluate_animator, evaluate_lmdm
@@ -315,10 +316,20 @@ def test_leo_animator_and_motion_reports(tmp_path):
     anim = tiny_run_config()
     _, state = jax.eval_shape(lambda: init_animator(anim, 0, optax.adam(1e-3), optax.adam(1e-3)))
     animator = _export_leo(tmp_path, "animator", anim, _random_like(state.gen_params))
+    # A stand-in landmark extractor (the real regressor's first build takes ~1.5 minutes): it
+    # finds every landmark at the frame centre, so every AKD is the exact landmarks' mean
+    # distance from the centre over frames 1...
+    centre = lambda frames: np.full((len(frames), 68, 2), 0.5, np.float32)  # noqa: E731
+    monkeypatch.setattr(keypoint_metrics, "landmark_extractor", lambda kind: centre)
     rows = evaluate_animator(animator, videos=2, frames=4)
     real = read_videos(anim.data, "test", 2, 4)
     copy = np.broadcast_to(real[:, :1], real.shape)
     np.testing.assert_allclose(rows["copy_source"]["l1"], np.abs(copy - real)[:, 1:].mean())
+    source = make_pair_source(anim.data, "test")
+    exact = np.stack([source[v].landmarks_TLC[:4, :, :2] for v in range(2)])
+    want_akd = np.sqrt(np.square((exact[:, 1:] - 0.5) * 32).sum(-1)).mean()
+    for akd in (rows["animator"]["akd_px"], rows["copy_source"]["akd_px"], rows["akd_floor_px"]):
+        np.testing.assert_allclose(akd, want_akd, rtol=1e-5)
     assert rows["videos"] == 2 and rows["frames"] == 4
     assert 0 < rows["animator"]["l1"] < 2 and np.isfinite(rows["animator"]["psnr"])
 

@@ -40,6 +40,7 @@ def tiny_run_config():
     )
     config.checkpoint.update(every_steps=3, async_save=False)
     config.logging.update(log_every_steps=2, eval_every_steps=3, eval_videos=2, eval_frames=3)
+    config.logging.eval_akd = False  # the landmark regressor's first build takes ~1.5 minutes
     return config
 
 
@@ -57,3 +58,28 @@ def test_animator_run_checkpoints_and_resumes(tmp_path):
     assert resumed["step"] == 6 and "initial_recon_l1" not in resumed
     steps = [json.loads(line)["step"] for line in open(tmp_path / "eval_metrics.jsonl")]
     assert steps == [0, 3, 6]
+
+
+@pytest.mark.slow
+def test_animator_run_reports_akd_against_exact_landmarks(tmp_path, monkeypatch):
+    import numpy as np
+
+    from anchored_jax.evaluation import keypoint_metrics
+    from data_pipelines.frame_pairs import make_pair_source
+    from launch.train_animator import run
+
+    # A stand-in extractor (the regressor's first build takes ~1.5 minutes): every landmark at
+    # the frame centre, so both AKDs are the exact landmarks' mean distance from the centre.
+    centre = lambda frames: np.full((len(frames), 68, 2), 0.5, np.float32)  # noqa: E731
+    monkeypatch.setattr(keypoint_metrics, "landmark_extractor", lambda kind: centre)
+    config = tiny_run_config()
+    config.training.num_steps = 1
+    config.logging.update(eval_akd=True, eval_every_steps=1)
+    run(config, str(tmp_path))
+    source = make_pair_source(config.data, "test")
+    exact = np.stack([source[v].landmarks_TLC[:3, :, :2] for v in range(2)])
+    want = np.sqrt(np.square((exact[:, 1:] - 0.5) * 32).sum(-1)).mean()
+    rows = [json.loads(line) for line in open(tmp_path / "eval_metrics.jsonl")]
+    assert [r["step"] for r in rows] == [0, 1]
+    for row in rows:
+        np.testing.assert_allclose([row["recon_akd"], row["copy_akd"]], want, rtol=1e-5)

@@ -15,13 +15,17 @@ from anchored_jax.training.leo_animator_step import (
     make_optimizers,
     make_reconstruction_step,
     make_train_step,
+    random_perceptual_features,
 )
 from anchored_jax.training.leo_losses import (
     discriminator_loss,
     generator_adversarial_loss,
+    motion_weight_map,
     perceptual_loss,
     psnr,
+    weighted_l1_loss,
 )
+from anchored_jax.training.tasks.animator import keypoint_distance_px
 from configs.animator import get_config
 
 
@@ -59,6 +63,67 @@ def test_loss_values():
     np.testing.assert_allclose(got, 4 * 10 * 0.3, rtol=1e-5)
     y = jnp.ones((1, 16, 16, 3))
     assert float(perceptual_loss(feats, y, y)) == 0.0
+
+
+def test_motion_weighted_l1_matches_hand_computation():
+    # One pixel changes by 0.6 in every channel; the reconstruction is all zeros.
+    source = jnp.zeros((1, 4, 4, 3))
+    driving = source.at[0, 1, 2].set(0.6)
+    fake = jnp.zeros_like(source)
+    w = motion_weight_map(source, driving, weight=5.0, blur=1)
+    assert float(w[0, 1, 2, 0]) == pytest.approx(1 + 5 * 0.6)
+    assert float(w.sum()) == pytest.approx(15 + 4.0)
+    # mean over 4 x 4 x 3 values of weight * |fake - real|: only the 3 values at (1, 2) count.
+    np.testing.assert_allclose(weighted_l1_loss(fake, driving, w), 4.0 * 0.6 * 3 / 48, rtol=1e-6)
+    # A 3 x 3 box: (1, 2)'s box lies inside the frame (9 pixels); (0, 3)'s is 2 x 2 (4 pixels).
+    w3 = motion_weight_map(source, driving, weight=5.0, blur=3)
+    np.testing.assert_allclose(w3[0, 1, 2, 0], 1 + 5 * 0.6 / 9, rtol=1e-6)
+    np.testing.assert_allclose(w3[0, 0, 3, 0], 1 + 5 * 0.6 / 4, rtol=1e-6)
+    np.testing.assert_allclose(w3[0, 3, 0, 0], 1.0)
+    want = (1 + 5 * 0.6 / 9) * 1.8 / 48
+    np.testing.assert_allclose(weighted_l1_loss(fake, driving, w3), want, rtol=1e-6)
+
+
+def test_random_perceptual_features_are_narrow_and_fixed_by_the_seed():
+    losses = tiny_config().losses
+    losses.update(random_perceptual_weight=0.5, random_perceptual_width_divisor=4)
+    losses.update(random_perceptual_blocks=3)
+    graph, params = random_perceptual_features(losses, 3)
+    x = pair_batch(B=2)["source_BHWC"]
+    vgg = jax.jit(lambda z: nnx.merge(graph, params)(z))
+    feats = vgg(x)
+    # VGG19's first 3 blocks at a quarter width: 16, 32, 64 channels at 16, 8, 4 pixels.
+    assert [f.shape for f in feats] == [(2, 16, 16, 16), (2, 8, 8, 32), (2, 4, 4, 64)]
+    _, again = random_perceptual_features(losses, 3)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(again), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert float(perceptual_loss(vgg, x, x, scales=2)) == 0.0
+    assert float(perceptual_loss(vgg, x, pair_batch(B=2)["driving_BHWC"], scales=2)) > 0.0
+    losses.random_perceptual_weight = 0.0
+    assert random_perceptual_features(losses, 3) is None
+
+
+@pytest.mark.slow  # compiles a train step: ~1 minute on 2 busy cores
+def test_motion_weighted_and_random_perceptual_terms_add_up():
+    config = tiny_config(gan_weight=0.0, init="identity")
+    config.losses.update(motion_weight=4.0, motion_blur=3, random_perceptual_weight=0.5)
+    gen_tx, disc_tx = make_optimizers(config.training)
+    graphs, state = init_animator(config, 0, gen_tx, disc_tx)
+    step = jax.jit(make_train_step(graphs, gen_tx, disc_tx, config.losses, seed=3))
+    _, m = step(state, pair_batch())
+    assert float(m["weighted_l1"]) > float(m["l1"]) > 0  # every weight is >= 1
+    assert float(m["random_perceptual"]) > 0
+    want = float(m["weighted_l1"]) + 0.5 * float(m["random_perceptual"])
+    np.testing.assert_allclose(m["gen_loss"], want, rtol=1e-6)
+
+
+def test_keypoint_distance_in_pixels_leaves_out_frame_0():
+    video = np.zeros((2, 3, 16, 16, 3), np.float32)
+    exact = np.full((2, 3, 5, 2), 0.5, np.float32)
+    exact[:, 1:, :, 1] += 3 / 16  # 3 pixels down in frames 1..
+    exact[:, 0] = 0.0  # frame 0 (the source) is far off: it must not count
+    found = lambda frames: np.full((len(frames), 5, 2), 0.5, np.float32)  # noqa: E731
+    assert keypoint_distance_px(found, video, exact) == pytest.approx(3.0)
 
 
 @pytest.mark.slow  # runs in make test-all; keeps the default run near 10 minutes

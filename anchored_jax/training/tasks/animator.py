@@ -6,7 +6,10 @@ that it reads and writes the loop's one `TrainState`: `params` and `opt_state` h
 networks as {"gen", "disc"}, and there is no EMA. The frozen VGG19 parameters of the
 perceptual loss come in as the step's `frozen` argument. Evaluation: frame 0 of each held-out
 video is the source and every frame drives it, reported against the copy-source baseline
-(predicting frame 0 everywhere), and drawn as a figure.
+(predicting frame 0 everywhere), and drawn as a figure. When the launcher supplies exact
+landmarks and a landmark extractor with the held-out videos (synthetic faces with
+`logging.eval_akd`), AKD is reported too: the extractor's landmarks of each rendered frame
+against the exact landmarks of the driving frame, in pixels.
 """
 
 import jax
@@ -51,6 +54,18 @@ def evaluate_reconstruction(reconstruct, gen_params, videos_BTHWC, batch_size=4)
     return {k: v / n for k, v in sums.items()}, np.concatenate(recons)
 
 
+def keypoint_distance_px(extract, video_BTHWC: np.ndarray, landmarks_BTL2: np.ndarray) -> float:
+    """AKD over frames 1.. (frame 0 is the source): the mean pixel distance between the
+    landmarks `extract` (uint8 `[N, S, S, 3]` -> `[N, L, 2]` in [0, 1]) finds and the exact ones.
+    """
+    B, T, S = video_BTHWC.shape[:3]
+    assert landmarks_BTL2.shape[:2] == (B, T), (landmarks_BTL2.shape, video_BTHWC.shape)
+    frames_NHWC = to_uint8(np.asarray(video_BTHWC[:, 1:]).reshape(-1, *video_BTHWC.shape[2:]))
+    found_BTL2 = np.asarray(extract(frames_NHWC)).reshape(B, T - 1, -1, 2)
+    distance_BTL = np.sqrt(np.square((found_BTL2 - landmarks_BTL2[:, 1:]) * S).sum(-1))
+    return float(distance_BTL.mean())
+
+
 def generator_params(state: TrainState):
     """The generator's parameters of an animator train state (what inference needs)."""
     return state.params["gen"]
@@ -71,7 +86,9 @@ class AnimatorTask:
         self.graphs, _ = jax.eval_shape(
             lambda: init_animator(config, config.seed, self.gen_tx, self.disc_tx)
         )
-        self._leo_step = make_train_step(self.graphs, self.gen_tx, self.disc_tx, config.losses)
+        self._leo_step = make_train_step(
+            self.graphs, self.gen_tx, self.disc_tx, config.losses, seed=config.seed
+        )
         self._reconstruct = jax.jit(make_reconstruction_step(self.graphs))
 
     def init(self) -> TrainState:
@@ -106,17 +123,33 @@ class AnimatorTask:
         line = f"Animator: generator {n_gen:,}, discriminator {n_disc:,} parameters"
         return line, {"gen_params": n_gen, "disc_params": n_disc}
 
-    def evaluate(self, state: TrainState, videos_BTHWC: np.ndarray, step: int, setup):
+    def evaluate(self, state: TrainState, eval_data, step: int, setup):
+        """`eval_data`: held-out videos `[V, T, H, W, 3]`, or a dict of them (`videos_BTHWC`)
+        with what AKD needs: their exact landmarks (`landmarks_BTL2`, x and y in [0, 1]) and a
+        landmark extractor (`extract_landmarks`, uint8 frames -> `[N, L, 2]`)."""
+        landmarks_BTL2 = extract = None
+        videos_BTHWC = eval_data
+        if isinstance(eval_data, dict):
+            videos_BTHWC = eval_data["videos_BTHWC"]
+            landmarks_BTL2 = eval_data.get("landmarks_BTL2")
+            extract = eval_data.get("extract_landmarks")
         metrics, recon = evaluate_reconstruction(
             self._reconstruct, state.params["gen"], videos_BTHWC
         )
+        akd = ""
+        if landmarks_BTL2 is not None and extract is not None:
+            copy = np.broadcast_to(videos_BTHWC[:, :1], videos_BTHWC.shape)
+            for name, video in (("recon", recon), ("copy", copy)):
+                metrics[f"{name}_akd"] = keypoint_distance_px(extract, video, landmarks_BTL2)
+            akd = f"; AKD {metrics['recon_akd']:.2f} px, copy-source {metrics['copy_akd']:.2f} px"
         logging.info(
-            "step %d: self-reconstruction L1 %.4f PSNR %.2f dB; copy-source L1 %.4f PSNR %.2f dB",
+            "step %d: self-reconstruction L1 %.4f PSNR %.2f dB; copy-source L1 %.4f PSNR %.2f dB%s",
             step,
             metrics["recon_l1"],
             metrics["recon_psnr"],
             metrics["copy_l1"],
             metrics["copy_psnr"],
+            akd,
         )
         shown = videos_BTHWC[: self.config.logging.figure_videos]
         grid = reconstruction_figure(shown, recon[: len(shown)])
