@@ -54,6 +54,7 @@ from data_pipelines.inference_inputs import (  # noqa: E402
     load_source_image,
     synthetic_id,
 )
+from data_pipelines.landmark_layouts import facemesh_to_ibug68  # noqa: E402
 from data_pipelines.lmdm_codes import held_out_frames, load_codes  # noqa: E402
 from data_pipelines.output_videos import to_display  # noqa: E402
 from data_pipelines.video_writing import VideoWriter, check_output_video  # noqa: E402
@@ -97,6 +98,26 @@ def write_frame_grid(path: str, videos: dict, picks, display: int) -> None:
     Image.fromarray(np.concatenate([np.asarray(names), grid], axis=1)).save(path)
 
 
+def tracked_landmarks(extractor, frames_THWC) -> tuple[np.ndarray, float]:
+    """iBUG-68 landmarks `[T, 68, 2]` of a video and the share of frames with a face found.
+
+    FaceMesh's 468 points are mapped to iBUG-68; a frame without a face takes the landmarks of
+    the nearest earlier one (the first found, before any); a video without any face gets the
+    whole frame as its box, so its measures cover the frame.
+    """
+    points = np.asarray(extractor(_uint8(frames_THWC)), np.float32)[..., :2]
+    if points.shape[1] == 468:
+        depth = np.zeros_like(points[..., :1])
+        points = facemesh_to_ibug68(np.concatenate([points, depth], axis=-1))[..., :2]
+    found = np.isfinite(points).all(axis=(1, 2))
+    if not found.any():
+        corners = np.linspace(0.0, 1.0, 68, dtype=np.float32)
+        return np.broadcast_to(np.stack([corners, corners], -1), points.shape).copy(), 0.0
+    source_T = np.maximum.accumulate(np.where(found, np.arange(len(points)), -1))
+    source_T[source_T < 0] = np.argmax(found)
+    return points[source_T], float(found.mean())
+
+
 def _uint8(frames):
     return np.clip(np.round((np.asarray(frames) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
@@ -120,7 +141,10 @@ def _first_frame(spec: str, animator, lmdm, num_frames: int):
 
 def _edited_frame(edit: str, first_HWC, landmarks_of, animator_config):
     if edit in EDITS:  # glasses
-        return draw_glasses(first_HWC, landmarks_of(_uint8(first_HWC[None]))[0])
+        points, found = tracked_landmarks(landmarks_of, first_HWC[None])
+        if not found:
+            raise InputError("--edit glasses: no face found in the first frame to draw them on")
+        return draw_glasses(first_HWC, points[0])
     return load_source_image(edit, animator_config, "--edit")
 
 
@@ -195,9 +219,13 @@ def run_demo(animator_dir: str, lmdm_dir: str, out: str, *, first_frame="synthet
 
     # 3. What the rendered videos show.
     tick = time.perf_counter()
-    landmarks = {name: extractor(_uint8(v)) for name, v in videos.items()}
-    summaries = {name: video_summary(v, landmarks[name], length) for name, v in videos.items()}
-    edited_landmarks = extractor(_uint8(edited_THWC))
+    tracked = {name: tracked_landmarks(extractor, v) for name, v in videos.items()}
+    landmarks = {name: points for name, (points, _) in tracked.items()}
+    summaries = {
+        name: dict(video_summary(v, landmarks[name], length), face_found=tracked[name][1])
+        for name, v in videos.items()
+    }
+    edited_landmarks, _ = tracked_landmarks(extractor, edited_THWC)
     edit_numbers = edit_summary(
         videos["anchored"], edited_THWC, landmarks["anchored"], edited_landmarks
     )
@@ -264,11 +292,15 @@ def report_markdown(report: dict) -> str:
     lines += [
         "Rendered frames (drift: face colour statistics from frame 0's; sharpness: over frame "
         "0's; seam: frame change where blocks of L-1 frames meet ÷ within):", "",
-        "| video | drift mean | sharpness mean | seam ratio |", "|---|---|---|---|",
+        "| video | drift mean | sharpness mean | seam ratio | frames with a face found |",
+        "|---|---|---|---|---|",
     ]  # fmt: skip
     for name, r in report["rendered"].items():
         seam = "—" if r["seam_ratio"] is None else f"{r['seam_ratio']:.2f}"
-        lines.append(f"| {name} | {r['drift_mean']:.4f} | {r['sharpness_mean']:.3f} | {seam} |")
+        lines.append(
+            f"| {name} | {r['drift_mean']:.4f} | {r['sharpness_mean']:.3f} | {seam} | "
+            f"{100 * r['face_found']:.0f}% |"
+        )
     e = report["edit"]
     lines += [
         "",

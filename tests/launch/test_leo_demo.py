@@ -20,10 +20,8 @@ from anchored_jax.training.tasks.lmdm import init_lmdm
 from configs import lmdm as lmdm_configs
 from data_pipelines import synthetic_landmark_regressor as slr
 from data_pipelines.video_decoding import probe_video
-from launch.leo_demo import run_demo
+from launch.leo_demo import run_demo, tracked_landmarks
 from tests.launch.test_leo_animate_cli import TINY, lia_layout_state_dict, tiny_run_config
-
-pytestmark = pytest.mark.slow  # trains a small landmark regressor; about a minute in all
 
 L, FRAMES, SIZE = 6, 21, 32  # 32: the smallest frame the synthetic data sources render
 ANIMATOR = dataclasses.replace(TINY, image_size=SIZE, channel_base=256)  # 8 channels at 32²
@@ -57,6 +55,7 @@ def runs(tmp_path_factory):
                 landmarks_of=functools.partial(predict, regressor))  # fmt: skip
 
 
+@pytest.mark.slow  # trains a small landmark regressor; about a minute in all
 def test_the_demo_writes_videos_grids_plots_and_a_report(runs, tmp_path):
     out = str(tmp_path / "demo")
     result = run_demo(
@@ -92,3 +91,19 @@ def test_the_demo_writes_videos_grids_plots_and_a_report(runs, tmp_path):
     with pytest.raises(ValueError, match=r"--edit .*missing\.png"):
         run_demo(runs["animator"], runs["lmdm"], str(tmp_path / "y"), num_frames=FRAMES,
                  edit=str(tmp_path / "missing.png"), landmarks_of=runs["landmarks_of"])  # fmt: skip
+
+
+def test_landmarks_are_ibug68_and_frames_without_a_face_borrow_the_last_found():
+    rng = np.random.default_rng(0)
+    mesh_T = rng.uniform(0.2, 0.8, (4, 468, 2)).astype(np.float32)
+    mesh_T[0] = np.nan  # no face in frames 0 and 2
+    mesh_T[2] = np.nan
+    points, found = tracked_landmarks(lambda frames: mesh_T, np.zeros((4, 8, 8, 3), np.float32))
+    assert points.shape == (4, 68, 2) and found == 0.5 and np.isfinite(points).all()
+    np.testing.assert_array_equal(points[0], points[1])  # before any face: the first found
+    np.testing.assert_array_equal(points[2], points[1])  # after: the last found
+    assert not np.array_equal(points[3], points[1])
+    none, found = tracked_landmarks(
+        lambda frames: np.full((2, 68, 2), np.nan), np.zeros((2, 8, 8, 3))
+    )
+    assert found == 0.0 and none.min() == 0.0 and none.max() == 1.0  # the whole frame
