@@ -14,7 +14,7 @@ import numpy as np
 
 from anchored_jax.pipelines.checkpoints import animator_motion_encoder
 from data_pipelines.frame_pairs import make_pair_source, pixels
-from data_pipelines.motion_codes import CODE_FIELDS, cached_codes, params_digest
+from data_pipelines.motion_codes import cached_codes, params_digest, video_fields
 
 
 def _encoder_and_digest(animator_workdir: str):
@@ -37,8 +37,7 @@ def held_out_frames(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frames `[T, H, W, 3]` in [-1, 1] and landmarks `[T, L, 2]` of a held-out video of the
     run's data: the video whose codes are `load_codes(config, "test")[video_id]`."""
-    video_fields = {k: v for k, v in config.data.to_dict().items() if k not in CODE_FIELDS}
-    source = make_pair_source(ml_collections.ConfigDict(video_fields), "test")
+    source = make_pair_source(ml_collections.ConfigDict(video_fields(config.data)), "test")
     if not 0 <= video_id < len(source):
         raise ValueError(
             f"synthetic:{video_id}: expected a held-out video id in [0, {len(source)})"

@@ -80,6 +80,11 @@ def animator_codes(encode_motion, source: VideoSource, video_id: int, batch_size
     return np.concatenate(codes).astype(np.float32)
 
 
+def video_fields(data: ml_collections.ConfigDict) -> dict:
+    """The video-source fields of a code config (everything but the code config's own)."""
+    return {k: v for k, v in data.to_dict().items() if k not in CODE_FIELDS}
+
+
 def extract_codes(
     data: ml_collections.ConfigDict, split: str, *, motion_dim: int, encode_motion=None
 ) -> np.ndarray:
@@ -87,8 +92,7 @@ def extract_codes(
     kind = data.code_source
     if kind not in CODE_KINDS:
         raise ValueError(f"data.code_source: expected one of {list(CODE_KINDS)}, got {kind!r}")
-    video_fields = {k: v for k, v in data.to_dict().items() if k not in CODE_FIELDS}
-    source = make_pair_source(ml_collections.ConfigDict(video_fields), split)
+    source = make_pair_source(ml_collections.ConfigDict(video_fields(data)), split)
     if kind == "animator" and encode_motion is None:
         raise ValueError("data.code_source: 'animator' needs a trained animator's encoder")
     out = []
@@ -127,8 +131,8 @@ def params_digest(leaves) -> str:
 
 def code_cache_path(data: ml_collections.ConfigDict, split: str, animator_digest: str) -> str:
     """`<cache dir>/<split>_<key>.npz`; the key covers the animator and every video field."""
-    video_fields = {k: v for k, v in data.to_dict().items() if k not in CODE_FIELDS}
-    text = json.dumps({"animator": animator_digest, "split": split, **video_fields}, sort_keys=True)
+    fields = video_fields(data)
+    text = json.dumps({"animator": animator_digest, "split": split, **fields}, sort_keys=True)
     key = hashlib.sha256(text.encode()).hexdigest()[:16]
     directory = data.get("code_cache_dir", "")
     directory = directory or os.path.join(data.animator_workdir, "motion_codes")

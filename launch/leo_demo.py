@@ -40,12 +40,18 @@ import numpy as np  # noqa: E402
 from absl import flags, logging  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from anchored_jax.evaluation.frame_strip import write_frame_strip  # noqa: E402
 from anchored_jax.evaluation.keypoint_metrics import landmark_extractor  # noqa: E402
 from anchored_jax.evaluation.leo_plots import write_distance_plot, write_norm_plot  # noqa: E402
-from anchored_jax.evaluation.leo_video_metrics import edit_summary, video_summary  # noqa: E402
+from anchored_jax.evaluation.leo_video_metrics import (  # noqa: E402
+    block_owner_T,
+    edit_summary,
+    video_summary,
+)
 from anchored_jax.pipelines import leo  # noqa: E402
 from anchored_jax.pipelines.checkpoints import load_model  # noqa: E402
 from anchored_jax.pipelines.command_line import run  # noqa: E402
+from anchored_jax.training.sample_grid import to_uint8  # noqa: E402
 from data_pipelines.image_edits import EDITS, draw_glasses  # noqa: E402
 from data_pipelines.inference_inputs import (  # noqa: E402
     SYNTHETIC_PREFIX,
@@ -84,20 +90,6 @@ def write_panel_video(path: str, videos: dict, fps: float, display: int, chunk: 
             writer.append(np.concatenate(panels, axis=2))
 
 
-def write_frame_grid(path: str, videos: dict, picks, display: int) -> None:
-    """Rows = videos, columns = the picked frames; captions name both."""
-    columns = []
-    for t in picks:
-        panels = [to_display(v[t : t + 1], display)[0] for v in videos.values()]
-        columns.append(_captioned(np.concatenate(panels, axis=0)[None], f"t = {t}")[0])
-    grid = np.concatenate(columns, axis=1)
-    names = Image.new("RGB", (96, grid.shape[0]), (255, 255, 255))
-    draw = ImageDraw.Draw(names)
-    for i, name in enumerate(videos):
-        draw.text((3, LABEL_PX + i * display + display // 2 - 6), name, fill=(0, 0, 0))
-    Image.fromarray(np.concatenate([np.asarray(names), grid], axis=1)).save(path)
-
-
 def tracked_landmarks(extractor, frames_THWC) -> tuple[np.ndarray, float]:
     """iBUG-68 landmarks `[T, 68, 2]` of a video and the share of frames with a face found.
 
@@ -105,7 +97,7 @@ def tracked_landmarks(extractor, frames_THWC) -> tuple[np.ndarray, float]:
     the nearest earlier one (the first found, before any); a video without any face gets the
     whole frame as its box, so its measures cover the frame.
     """
-    points = np.asarray(extractor(_uint8(frames_THWC)), np.float32)[..., :2]
+    points = np.asarray(extractor(to_uint8(frames_THWC)), np.float32)[..., :2]
     if points.shape[1] == 468:
         depth = np.zeros_like(points[..., :1])
         points = facemesh_to_ibug68(np.concatenate([points, depth], axis=-1))[..., :2]
@@ -116,10 +108,6 @@ def tracked_landmarks(extractor, frames_THWC) -> tuple[np.ndarray, float]:
     source_T = np.maximum.accumulate(np.where(found, np.arange(len(points)), -1))
     source_T[source_T < 0] = np.argmax(found)
     return points[source_T], float(found.mean())
-
-
-def _uint8(frames):
-    return np.clip(np.round((np.asarray(frames) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def _first_frame(spec: str, animator, lmdm, num_frames: int):
@@ -238,10 +226,14 @@ def run_demo(animator_dir: str, lmdm_dir: str, out: str, *, first_frame="synthet
         "drift_vs_distance.png", "sharpness_vs_distance.png", "report.json", "report.md",
     )}  # fmt: skip
     write_panel_video(paths["long_video.mp4"], videos, fps, display)
-    write_frame_grid(paths["long_video_frames.png"], videos, picks, display)
+    owner_T = block_owner_T(num_frames, length)  # column titles: the chunk each frame is in
+    strip = lambda path, rows, title: write_frame_strip(  # noqa: E731
+        path, {k: to_uint8(v) for k, v in rows.items()}, picks, owner_T, title
+    )
+    strip(paths["long_video_frames.png"], videos, f"{num_frames} frames from {first_frame}")
     pair = {"first frame": videos["anchored"], "edited first frame": edited_THWC}
     write_panel_video(paths["edited.mp4"], pair, fps, display)
-    write_frame_grid(paths["edited_frames.png"], pair, picks, display)
+    strip(paths["edited_frames.png"], pair, "the anchored motion on the first frame and its edit")
     for measure, ylabel in (("drift", "face colour drift from frame 0"),
                             ("sharpness", "sharpness / frame 0's")):  # fmt: skip
         write_distance_plot(

@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from anchored_jax.evaluation.curve_plots import new_figure, save_figure
-from anchored_jax.evaluation.segment_metrics import join_masks
+from anchored_jax.evaluation.segment_metrics import ANCHOR_OWNER, join_masks
 
 PANEL_PX = 110  # on-screen size of one frame in the strip
 
@@ -56,7 +56,8 @@ def write_frame_strip(
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(f"frame {t}\nsegment {owner_T[t]}", fontsize=8)
+                owner = "anchor" if owner_T[t] == ANCHOR_OWNER else f"segment {owner_T[t]}"
+                ax.set_title(f"frame {t}\n{owner}", fontsize=8)
             if c == 0:
                 ax.set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=9)
