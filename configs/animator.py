@@ -75,6 +75,15 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # Off: no measured gain at the default length.
     losses.motion_weight = 0.0
     losses.motion_blur = 5  # side in pixels of that box blur (1 = none)
+    # > 0: the L1 is also weighted by 1 + landmark_weight * (a Gaussian bump of sigma
+    # landmark_sigma pixels at each landmark of the source and the driving frame): the face's
+    # parts, a few dozen pixels of a 64² frame, count as much as the background.
+    losses.landmark_weight = 0.0
+    losses.landmark_sigma = 1.5
+    # Mean squared error beside the L1: its gradient grows with the error, so the few pixels
+    # far off (a mouth that should be open, an eye that should be shut) outweigh the many
+    # slightly misaligned edges that L1 counts equally.
+    losses.l2_weight = 0.0
     losses.perceptual_weight = 0.0 if tiny else 1.0  # scales the 4-scale VGG19 loss (10/term)
     losses.vgg19_weights = ""  # torchvision VGG19 state dict (.safetensors or .pth); "" = none
     # A perceptual loss that needs no download: VGG19-shaped, random-init (He et al. 2016,

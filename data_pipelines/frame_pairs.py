@@ -19,7 +19,13 @@ from absl import flags
 from data_pipelines.pipeline import make_source
 from data_pipelines.sources import VideoRecord, VideoSource
 
-PAIR_BATCH_KEYS = ("source_BHWC", "driving_BHWC", "frame_indices_B2", "video_id_B")
+PAIR_BATCH_KEYS = (
+    "source_BHWC",
+    "driving_BHWC",
+    "landmarks_B2L2",
+    "frame_indices_B2",
+    "video_id_B",
+)
 PAIR_FIELDS = ("max_pair_gap",)
 # The clip pipeline's fields that pairs do not use, with neutral values for its validation.
 _CLIP_FIELD_DEFAULTS = dict(
@@ -69,6 +75,8 @@ class PairReader:
         return {
             "source_HWC": frames[0],
             "driving_HWC": frames[1],
+            # x, y in [0, 1] of the source's and the driving frame's landmarks
+            "landmarks_2L2": np.asarray(record.landmarks_TLC[[i, j], :, :2], np.float32),
             "frame_indices_2": np.array([i, j], np.int32),
             "video_id": np.int32(record.video_id),
         }
@@ -78,6 +86,7 @@ def stack_pairs(pairs) -> dict[str, np.ndarray]:
     return {
         "source_BHWC": np.stack([p["source_HWC"] for p in pairs]),
         "driving_BHWC": np.stack([p["driving_HWC"] for p in pairs]),
+        "landmarks_B2L2": np.stack([p["landmarks_2L2"] for p in pairs]),
         "frame_indices_B2": np.stack([p["frame_indices_2"] for p in pairs]),
         "video_id_B": np.array([p["video_id"] for p in pairs], np.int32),
     }

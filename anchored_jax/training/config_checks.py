@@ -279,7 +279,15 @@ def validate_animator_config(config: ml_collections.ConfigDict) -> None:
     _choice(
         training.get("gen_lr_schedule", "constant"), "training.gen_lr_schedule", GEN_LR_SCHEDULES
     )
-    for name in ("l1_weight", "perceptual_weight", "gan_weight", "r1_weight", "motion_weight"):
+    for name in (
+        "l1_weight",
+        "perceptual_weight",
+        "gan_weight",
+        "r1_weight",
+        "motion_weight",
+        "l2_weight",
+        "landmark_weight",
+    ):
         _at_least(config, f"losses.{name}", 0)
     _check_counts(config, ("losses.motion_blur",))
     _at_least(config, "losses.random_perceptual_weight", 0)

@@ -28,6 +28,7 @@ from anchored_jax.training.leo_losses import (
     discriminator_loss,
     generator_adversarial_loss,
     l1_loss,
+    landmark_weight_map,
     motion_weight_map,
     perceptual_loss,
     psnr,
@@ -117,9 +118,12 @@ def make_train_step(
     imported-VGG19 perceptual term (tiny CPU runs without imported VGG weights). `seed` makes
     the random-init perceptual features, when `losses.random_perceptual_weight > 0`."""
     l1_weight, gan_weight, r1_weight = losses.l1_weight, losses.gan_weight, losses.r1_weight
+    landmark_weight = losses.get("landmark_weight", 0.0)
+    landmark_sigma = losses.get("landmark_sigma", 1.5)
     perceptual_weight = losses.perceptual_weight
     motion_weight = losses.get("motion_weight", 0.0)
     motion_blur = losses.get("motion_blur", 1)
+    l2_weight = losses.get("l2_weight", 0.0)
     random_weight = losses.get("random_perceptual_weight", 0.0)
     random_features = random_perceptual_features(losses, seed)
 
@@ -129,14 +133,30 @@ def make_train_step(
         real = batch["driving_BHWC"]
         l1 = l1_loss(fake, real)
         metrics = {"l1": l1}
-        if motion_weight > 0:
-            weight_BHW1 = motion_weight_map(
-                batch["source_BHWC"], real, weight=motion_weight, blur=motion_blur
-            )
+        if motion_weight > 0 or landmark_weight > 0:
+            weight_BHW1 = 1.0
+            if motion_weight > 0:
+                weight_BHW1 = motion_weight_map(
+                    batch["source_BHWC"], real, weight=motion_weight, blur=motion_blur
+                )
+            if landmark_weight > 0:
+                weight_BHW1 = (
+                    weight_BHW1
+                    + landmark_weight_map(
+                        batch["landmarks_B2L2"],
+                        real.shape[1],
+                        weight=landmark_weight,
+                        sigma_px=landmark_sigma,
+                    )
+                    - 1.0
+                )
             metrics["weighted_l1"] = weighted_l1_loss(fake, real, weight_BHW1)
             total = l1_weight * metrics["weighted_l1"]
         else:
             total = l1_weight * l1
+        if l2_weight > 0:
+            metrics["l2"] = jnp.mean(jnp.square(fake - real))
+            total = total + l2_weight * metrics["l2"]
         if random_features is not None:
             random_vgg = nnx.merge(*random_features)
             perc = perceptual_loss(random_vgg, fake, real, scales=losses.random_perceptual_scales)

@@ -49,6 +49,26 @@ def motion_weight_map(
     return jax.lax.stop_gradient(1.0 + weight * diff_BHW1.astype(jnp.float32))
 
 
+def landmark_weight_map(
+    landmarks_BNL2: jax.Array, size: int, *, weight: float, sigma_px: float
+) -> jax.Array:
+    """`1 + weight * max_l exp(-d_l^2 / 2 sigma^2)`, `[B, size, size, 1]`, no gradient.
+
+    d_l is a pixel centre's distance to landmark l of any of the N frames given per example
+    (x, y in [0, 1] of the frame; the source's and the driving frame's, so both where a mouth
+    was and where it is now count). The face's parts (eyes, lids, lips, brows, nose) are a few
+    dozen pixels of a frame; this weighting makes their L1 count as much as the background's.
+    """
+    B = landmarks_BNL2.shape[0]
+    points_BP2 = landmarks_BNL2.reshape(B, -1, 2).astype(jnp.float32) * size
+    centres = jnp.arange(size, dtype=jnp.float32) + 0.5
+    dx_BWP = centres[None, :, None] - points_BP2[:, None, :, 0]
+    dy_BHP = centres[None, :, None] - points_BP2[:, None, :, 1]
+    d2_BHWP = dy_BHP[:, :, None, :] ** 2 + dx_BWP[:, None, :, :] ** 2
+    bump_BHW = jnp.exp(-jnp.min(d2_BHWP, axis=-1) / (2.0 * sigma_px**2))
+    return jax.lax.stop_gradient(1.0 + weight * bump_BHW[..., None])
+
+
 def weighted_l1_loss(fake: jax.Array, real: jax.Array, weight_BHW1: jax.Array) -> jax.Array:
     """`mean(weight * |fake - real|)` over every pixel and channel."""
     diff = jnp.abs(fake.astype(jnp.float32) - real.astype(jnp.float32))

@@ -20,6 +20,7 @@ from anchored_jax.training.leo_animator_step import (
 from anchored_jax.training.leo_losses import (
     discriminator_loss,
     generator_adversarial_loss,
+    landmark_weight_map,
     motion_weight_map,
     perceptual_loss,
     psnr,
@@ -47,7 +48,12 @@ def pair_batch(B=8, size=16, seed=0):
     src = np.clip(a * yy[None, :, :, None] + b * xx[None, :, :, None] + c, -1, 1)
     src = src.astype(np.float32)
     drv = np.roll(src, 1, axis=2)  # the driving frame is the source, moved
-    return {"source_BHWC": jnp.asarray(src), "driving_BHWC": jnp.asarray(drv)}
+    landmarks = rng.uniform(0.2, 0.8, (B, 2, 5, 2)).astype(np.float32)
+    return {
+        "source_BHWC": jnp.asarray(src),
+        "driving_BHWC": jnp.asarray(drv),
+        "landmarks_B2L2": jnp.asarray(landmarks),
+    }
 
 
 def test_loss_values():
@@ -84,6 +90,23 @@ def test_motion_weighted_l1_matches_hand_computation():
     np.testing.assert_allclose(weighted_l1_loss(fake, driving, w3), want, rtol=1e-6)
 
 
+def test_landmark_weight_map_matches_hand_computation():
+    # 8 x 8 frame; the source's landmark on pixel (row 2, col 5)'s centre, the driving frame's
+    # on pixel (6, 1)'s.
+    at = lambda row, col: [(col + 0.5) / 8, (row + 0.5) / 8]  # noqa: E731
+    landmarks = jnp.array([[[at(2, 5)], [at(6, 1)]]])  # [B=1, N=2, L=1, 2]
+    w = landmark_weight_map(landmarks, 8, weight=4.0, sigma_px=1.0)[0, :, :, 0]
+    assert w.shape == (8, 8)
+    np.testing.assert_allclose([w[2, 5], w[6, 1]], [5.0, 5.0], rtol=1e-6)
+    np.testing.assert_allclose(w[2, 6], 1 + 4 * np.exp(-0.5), rtol=1e-6)  # 1 pixel away
+    np.testing.assert_allclose(w[3, 6], 1 + 4 * np.exp(-1.0), rtol=1e-6)  # sqrt(2) away
+    np.testing.assert_allclose(w[0, 0], 1 + 4 * np.exp(-min(4 + 25, 36 + 1) / 2), rtol=1e-6)
+    # The nearer landmark counts, not the sum: pixel (4, 3) is 2√2 from both.
+    np.testing.assert_allclose(w[4, 3], 1 + 4 * np.exp(-4.0), rtol=1e-6)
+    fake, real = jnp.zeros((1, 8, 8, 3)), jnp.zeros((1, 8, 8, 3)).at[0, 2, 5].set(0.5)
+    np.testing.assert_allclose(weighted_l1_loss(fake, real, w[None, :, :, None]), 5 * 1.5 / 192)
+
+
 def test_random_perceptual_features_are_narrow_and_fixed_by_the_seed():
     losses = tiny_config().losses
     losses.update(random_perceptual_weight=0.5, random_perceptual_width_divisor=4)
@@ -107,13 +130,25 @@ def test_random_perceptual_features_are_narrow_and_fixed_by_the_seed():
 def test_motion_weighted_and_random_perceptual_terms_add_up():
     config = tiny_config(gan_weight=0.0, init="identity")
     config.losses.update(motion_weight=4.0, motion_blur=3, random_perceptual_weight=0.5)
+    config.losses.update(landmark_weight=3.0, landmark_sigma=2.0, l2_weight=5.0)
     gen_tx, disc_tx = make_optimizers(config.training)
     graphs, state = init_animator(config, 0, gen_tx, disc_tx)
     step = jax.jit(make_train_step(graphs, gen_tx, disc_tx, config.losses, seed=3))
-    _, m = step(state, pair_batch())
+    batch = pair_batch()
+    _, m = step(state, batch)
     assert float(m["weighted_l1"]) > float(m["l1"]) > 0  # every weight is >= 1
     assert float(m["random_perceptual"]) > 0
-    want = float(m["weighted_l1"]) + 0.5 * float(m["random_perceptual"])
+    # The weighting is the sum of both maps' excess over 1, on the generator's own output.
+    fake = nnx.merge(graphs.gen, state.gen_params)(batch["source_BHWC"], batch["driving_BHWC"])
+    real = batch["driving_BHWC"]
+    weight = (
+        motion_weight_map(batch["source_BHWC"], real, weight=4.0, blur=3)
+        + landmark_weight_map(batch["landmarks_B2L2"], 16, weight=3.0, sigma_px=2.0)
+        - 1.0
+    )
+    np.testing.assert_allclose(m["weighted_l1"], weighted_l1_loss(fake, real, weight), rtol=1e-5)
+    np.testing.assert_allclose(m["l2"], jnp.mean((fake - real) ** 2), rtol=1e-5)
+    want = float(m["weighted_l1"]) + 0.5 * float(m["random_perceptual"]) + 5.0 * float(m["l2"])
     np.testing.assert_allclose(m["gen_loss"], want, rtol=1e-6)
 
 

@@ -30,7 +30,7 @@ from anchored_jax.training.leo_animator_step import (
 from anchored_jax.training.sample_grid import to_uint8
 from anchored_jax.training.train_state import TrainState, create_train_state, param_count
 
-BATCH_RANKS = {"source_BHWC": 4, "driving_BHWC": 4}
+BATCH_RANKS = {"source_BHWC": 4, "driving_BHWC": 4, "landmarks_B2L2": 4}
 
 
 def reconstruction_figure(video_BTHWC: np.ndarray, recon_BTHWC: np.ndarray) -> np.ndarray:
