@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
+from data_pipelines.landmark_layouts import layout_of, to_model_layout
 from data_pipelines.pipeline import make_source
 from data_pipelines.sources import VideoRecord, VideoSource
 
@@ -26,7 +27,7 @@ PAIR_BATCH_KEYS = (
     "frame_indices_B2",
     "video_id_B",
 )
-PAIR_FIELDS = ("max_pair_gap",)
+PAIR_FIELDS = ("max_pair_gap", "near_pair_fraction", "near_pair_gap")
 # The clip pipeline's fields that pairs do not use, with neutral values for its validation.
 _CLIP_FIELD_DEFAULTS = dict(
     clip_frames=1, min_window=1, max_window=1, sampler="uniform_stride", identity_frame="first"
@@ -49,6 +50,16 @@ def validate_pair_config(data: ml_collections.ConfigDict) -> None:
     gap = data.get("max_pair_gap", None)
     if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
         raise ValueError(f"data.max_pair_gap: expected an integer >= 0 (0 = any), got {gap!r}")
+    fraction = data.get("near_pair_fraction", 0.0)
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, int | float)
+        or not 0 <= fraction <= 1
+    ):
+        raise ValueError(f"data.near_pair_fraction: expected a number in [0, 1], got {fraction!r}")
+    near = data.get("near_pair_gap", 1)
+    if isinstance(near, bool) or not isinstance(near, int) or near < 1:
+        raise ValueError(f"data.near_pair_gap: expected an integer >= 1, got {near!r}")
     make_pair_source(data, "train")
 
 
@@ -59,15 +70,34 @@ def pixels(frames_uint8: np.ndarray) -> np.ndarray:
 class PairReader:
     """One `VideoRecord` -> one (source, driving) pair; grain calls it with a seeded rng."""
 
-    def __init__(self, source: VideoSource, max_pair_gap: int):
+    def __init__(
+        self,
+        source: VideoSource,
+        max_pair_gap: int,
+        near_pair_fraction: float = 0.0,
+        near_pair_gap: int = 1,
+    ):
         self.source = source
         self.max_pair_gap = max_pair_gap
+        self.near_pair_fraction = near_pair_fraction
+        self.near_pair_gap = near_pair_gap
+
+    @staticmethod
+    def ibug68(record: VideoRecord, frames: list[int]) -> np.ndarray:
+        """The record's landmarks of `frames` in iBUG-68 order (FaceMesh tracks converted)."""
+        points = record.landmarks_TLC[frames]
+        where = f"video {record.video_id}'s landmarks"
+        return to_model_layout(points, layout_of(points.shape[1]), 68, where)
 
     def __call__(self, record: VideoRecord, rng: np.random.Generator) -> dict[str, np.ndarray]:
         T = record.num_frames
         i = int(rng.integers(0, T))
-        if self.max_pair_gap:
-            lo, hi = max(0, i - self.max_pair_gap), min(T, i + self.max_pair_gap + 1)
+        gap = self.max_pair_gap
+        # A near pair: the head has barely moved, so what differs is mostly expression.
+        if self.near_pair_fraction and rng.random() < self.near_pair_fraction:
+            gap = min(gap, self.near_pair_gap) if gap else self.near_pair_gap
+        if gap:
+            lo, hi = max(0, i - gap), min(T, i + gap + 1)
             j = int(rng.integers(lo, hi))
         else:
             j = int(rng.integers(0, T))
@@ -75,8 +105,8 @@ class PairReader:
         return {
             "source_HWC": frames[0],
             "driving_HWC": frames[1],
-            # x, y in [0, 1] of the source's and the driving frame's landmarks
-            "landmarks_2L2": np.asarray(record.landmarks_TLC[[i, j], :, :2], np.float32),
+            # x, y in [0, 1] of the source's and the driving frame's landmarks, iBUG-68
+            "landmarks_2L2": self.ibug68(record, [i, j])[:, :, :2],
             "frame_indices_2": np.array([i, j], np.int32),
             "video_id": np.int32(record.video_id),
         }
@@ -112,7 +142,13 @@ def build_pair_dataset(
     shuffle_seed, pair_seed = np.random.SeedSequence([seed, shard_index]).generate_state(2)
     dataset = grain.MapDataset.source(source)[shard_index::shard_count]
     dataset = dataset.shuffle(seed=int(shuffle_seed)).repeat(None)
-    dataset = dataset.random_map(PairReader(source, data.max_pair_gap), seed=int(pair_seed))
+    reader = PairReader(
+        source,
+        data.max_pair_gap,
+        data.get("near_pair_fraction", 0.0),
+        data.get("near_pair_gap", 1),
+    )
+    dataset = dataset.random_map(reader, seed=int(pair_seed))
     dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=stack_pairs)
     iter_dataset = dataset.to_iter_dataset(_READ_OPTIONS)
     if data.get("worker_count", 0) > 0:

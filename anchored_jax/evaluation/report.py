@@ -87,15 +87,19 @@ def _leo_section(leo: dict) -> str:
     lines = []
     if "animator" in leo:
         a = leo["animator"]
+        akd = "akd_px" in a["animator"]  # synthetic faces only
         lines += [
             f"\n## LEO animator self-reconstruction ({a['videos']} held-out videos x "
             f"{a['frames']} frames; {a['workdir']})\n",
-            "| method | L1 | PSNR (dB) | SSIM |",
-            "|---|---|---|---|",
+            "| method | L1 | PSNR (dB) | SSIM |" + (" AKD (px) |" if akd else ""),
+            "|---|---|---|---|" + ("---|" if akd else ""),
         ]
         for name in ("animator", "copy_source"):
             r = a[name]
-            lines.append(f"| {name} | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.3f} |")
+            row = f"| {name} | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.3f} |"
+            lines.append(row + (f" {r['akd_px']:.2f} |" if akd else ""))
+        if akd:  # the regressor on the real frames: the lowest AKD it can report
+            lines.append(f"| real frames | 0 | — | 1 | {a['akd_floor_px']:.2f} |")
     if "lmdm" in leo:
         m = leo["lmdm"]
         lines += [

@@ -21,6 +21,8 @@ import tempfile
 
 import ml_collections
 
+from data_pipelines.landmark_layouts import ibug68_indices
+
 PREDICTIONS = ("epsilon", "v", "x0")
 TASKS = ("sdit", "animator", "lmdm")
 GEN_LR_SCHEDULES = ("constant", "cosine")  # leo_animator_step.make_optimizers reads these
@@ -290,6 +292,12 @@ def validate_animator_config(config: ml_collections.ConfigDict) -> None:
     ):
         _at_least(config, f"losses.{name}", 0)
     _check_counts(config, ("losses.motion_blur",))
+    if losses.get("landmark_weight", 0.0) > 0:
+        _at_least(config, "losses.landmark_sigma", 0.1, " pixels")
+        try:
+            ibug68_indices(losses.landmark_parts, "losses.landmark_parts")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     _at_least(config, "losses.random_perceptual_weight", 0)
     _check_counts(config, ("losses.random_perceptual_width_divisor",))
     _in_range(config, "losses.random_perceptual_blocks", 1, 5, closed_high=True)

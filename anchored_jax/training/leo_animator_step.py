@@ -35,6 +35,7 @@ from anchored_jax.training.leo_losses import (
     weighted_l1_loss,
 )
 from anchored_jax.training.train_state import split_model
+from data_pipelines.landmark_layouts import ibug68_indices
 
 
 @flax.struct.dataclass
@@ -120,6 +121,7 @@ def make_train_step(
     l1_weight, gan_weight, r1_weight = losses.l1_weight, losses.gan_weight, losses.r1_weight
     landmark_weight = losses.get("landmark_weight", 0.0)
     landmark_sigma = losses.get("landmark_sigma", 1.5)
+    landmark_points = ibug68_indices(losses.get("landmark_parts", "all"), "losses.landmark_parts")
     perceptual_weight = losses.perceptual_weight
     motion_weight = losses.get("motion_weight", 0.0)
     motion_blur = losses.get("motion_blur", 1)
@@ -143,7 +145,7 @@ def make_train_step(
                 weight_BHW1 = (
                     weight_BHW1
                     + landmark_weight_map(
-                        batch["landmarks_B2L2"],
+                        batch["landmarks_B2L2"][:, :, landmark_points],
                         real.shape[1],
                         weight=landmark_weight,
                         sigma_px=landmark_sigma,

@@ -349,3 +349,7 @@ def test_leo_animator_and_motion_reports(tmp_path, monkeypatch):
     report.write_report(str(tmp_path / "leo"), {"leo": {"animator": rows, "lmdm": motion}})
     text = (tmp_path / "leo" / "report.md").read_text()
     assert "| copy_source |" in text and "| generated |" in text
+    assert "| AKD (px) |" in text
+    copy_row = rows["copy_source"]
+    assert f"| {copy_row['ssim']:.3f} | {copy_row['akd_px']:.2f} |" in text
+    assert f"| real frames | 0 | — | 1 | {rows['akd_floor_px']:.2f} |" in text

@@ -19,12 +19,24 @@ TINY = "configs/animator.py:tiny"
         ("--config.model.image_size=48", "model.image_size: expected a power of two"),
         ("--config.losses.perceptual_weight=1.0", "losses.vgg19_weights: the perceptual loss"),
         ("--config.data.max_pair_gap=-1", "data.max_pair_gap: expected an integer >= 0"),
+        ("--config.data.near_pair_fraction=1.5", "data.near_pair_fraction: expected a number in"),
+        ("--config.data.near_pair_gap=0", "data.near_pair_gap: expected an integer >= 1"),
+        ("--config.losses.l2_weight=-1.0", "losses.l2_weight: expected >= 0"),
+        ("--config.losses.landmark_weight=-2.0", "losses.landmark_weight: expected >= 0"),
+        (
+            "--config.losses.landmark_weight=5.0 --config.losses.landmark_parts=lips",
+            "losses.landmark_parts: expected comma-separated parts of ['all', 'jaw',",
+        ),
+        (
+            "--config.losses.landmark_weight=5.0 --config.losses.landmark_sigma=0.0",
+            "losses.landmark_sigma: expected >= 0.1 pixels, got 0.0",
+        ),
         ("--config.model.init=zeros", "model.init: expected one of ['lia', 'identity']"),
         ("--config.training.gen_lr_schedule=step", "training.gen_lr_schedule: expected one of"),
     ],
 )
 def test_bad_animator_config_gives_one_line(tmp_path, override, expected):
-    last = one_line_error(run_train(TINY, tmp_path / "run", override))
+    last = one_line_error(run_train(TINY, tmp_path / "run", *override.split()))
     assert expected in last, last
 
 
