@@ -111,6 +111,10 @@ class SyntheticFaceSource:
             )
         return self._video(int(video_id)).frames(indices, self.image_size)
 
+    def factors(self, video_id: int, indices: np.ndarray) -> np.ndarray:
+        """float32 `[k, len(synthetic_faces.FACTORS)]`: pose and expression of those frames."""
+        return self._video(int(video_id)).factors(np.asarray(indices))
+
     def __repr__(self) -> str:
         return (
             f"SyntheticFaceSource(split={self.split!r}, videos={len(self)}, "

@@ -30,6 +30,8 @@ from data_pipelines.face_raster import render_faces
 from data_pipelines.landmark_files import save_landmarks
 
 SPLITS = ("train", "test")
+# The per-frame pose and expression factors of a video (`SyntheticVideo.factors`), in order.
+FACTORS = ("x", "y", "roll", "scale", "yaw", "eyes_closed", "mouth_open", "brow_raise")
 TEST_IDENTITY_OFFSET = 1_000_000  # held-out ids start here, beyond any training id
 _IDENTITY_STREAM, _VIDEO_STREAM = 1, 2  # keeps identity and motion draws independent
 
@@ -217,6 +219,11 @@ class SyntheticVideo:
         """float32 [k, 68, 3] landmarks of the requested frames (see `face_landmarks`)."""
         identity, _, pose = self._parts(frame_indices)
         return face_landmarks(identity, pose)
+
+    def factors(self, frame_indices: np.ndarray) -> np.ndarray:
+        """float32 [k, len(FACTORS)]: the pose and expression that render each frame."""
+        _, _, pose = self._parts(frame_indices)
+        return np.stack([getattr(pose, name) for name in FACTORS], axis=-1).astype(np.float32)
 
 
 def split_videos(

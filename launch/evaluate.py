@@ -451,8 +451,33 @@ def evaluate_animator(workdir: str, videos: int = 8, frames: int = 32, akd: bool
             rows[name]["akd_px"] = keypoint_distance_px(extract, video, landmarks_BTL2)
     if with_akd:
         rows["akd_floor_px"] = keypoint_distance_px(extract, real_BTHWC, landmarks_BTL2)
+    if data.source == "synthetic":
+        rows["code_probe_r2"] = code_probe(fns, data, frames)
     return dict(workdir=os.path.abspath(workdir), videos=len(real_BTHWC),
                 frames=real_BTHWC.shape[1], **rows)  # fmt: skip
+
+
+def code_probe(fns, data, frames: int, train_videos: int = 64, test_videos: int = 32) -> dict:
+    """R² on held-out videos of linear maps from the animator's motion codes to the synthetic
+    faces' pose and expression factors, both relative to frame 0 (`evaluation.motion_probe`),
+    fitted on the first `train_videos` training videos."""
+    from anchored_jax.evaluation.motion_probe import probe_r2, relative_to_first
+    from anchored_jax.pipelines import leo
+    from data_pipelines.frame_pairs import make_pair_source, read_videos
+    from data_pipelines.synthetic_faces import FACTORS
+
+    def codes_and_factors(split, count):
+        videos_VTHWC = read_videos(data, split, count, frames)
+        source = make_pair_source(data, split)
+        T = videos_VTHWC.shape[1]
+        codes = np.stack([leo.encode_codes(fns, v) for v in videos_VTHWC])
+        factors = np.stack([source.factors(v, np.arange(T)) for v in range(len(videos_VTHWC))])
+        return relative_to_first(codes), relative_to_first(factors)
+
+    r2 = probe_r2(
+        *codes_and_factors("train", train_videos), *codes_and_factors("test", test_videos)
+    )
+    return {name: float(v) for name, v in zip(FACTORS, r2, strict=True)}
 
 
 def evaluate_lmdm(workdir: str, sequences: int = 16) -> dict:

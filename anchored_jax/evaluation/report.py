@@ -100,6 +100,15 @@ def _leo_section(leo: dict) -> str:
             lines.append(row + (f" {r['akd_px']:.2f} |" if akd else ""))
         if akd:  # the regressor on the real frames: the lowest AKD it can report
             lines.append(f"| real frames | 0 | — | 1 | {a['akd_floor_px']:.2f} |")
+        if "code_probe_r2" in a:
+            probe = a["code_probe_r2"]
+            lines += [
+                "\nWhat the motion code holds: R² on held-out videos of a linear map from codes"
+                " to each factor, both relative to frame 0 (1 = held; <= 0 = not held)\n",
+                "| " + " | ".join(probe) + " |",
+                "|" + "---|" * len(probe),
+                "| " + " | ".join(f"{v:.2f}" for v in probe.values()) + " |",
+            ]
     if "lmdm" in leo:
         m = leo["lmdm"]
         lines += [

@@ -310,6 +310,7 @@ def test_leo_animator_and_motion_reports(tmp_path, monkeypatch):
     from data_pipelines.frame_pairs import make_pair_source, read_videos
     from data_pipelines.lmdm_codes import load_codes
     from data_pipelines.motion_codes import code_windows
+    from data_pipelines.synthetic_faces import FACTORS
     from launch.evaluate import evaluate_animator, evaluate_lmdm
     from tests.launch.test_leo_train_animator import tiny_run_config
 
@@ -331,6 +332,8 @@ def test_leo_animator_and_motion_reports(tmp_path, monkeypatch):
     for akd in (rows["animator"]["akd_px"], rows["copy_source"]["akd_px"], rows["akd_floor_px"]):
         np.testing.assert_allclose(akd, want_akd, rtol=1e-5)
     assert rows["videos"] == 2 and rows["frames"] == 4
+    probe = rows["code_probe_r2"]  # random weights: R² of at most 1 per factor, finite
+    assert list(probe) == list(FACTORS) and all(v <= 1.0 for v in probe.values())
     assert 0 < rows["animator"]["l1"] < 2 and np.isfinite(rows["animator"]["psnr"])
 
     config = lmdm_config("tiny")
@@ -353,3 +356,4 @@ def test_leo_animator_and_motion_reports(tmp_path, monkeypatch):
     copy_row = rows["copy_source"]
     assert f"| {copy_row['ssim']:.3f} | {copy_row['akd_px']:.2f} |" in text
     assert f"| real frames | 0 | — | 1 | {rows['akd_floor_px']:.2f} |" in text
+    assert "| x | y | roll | scale | yaw | eyes_closed | mouth_open | brow_raise |" in text
