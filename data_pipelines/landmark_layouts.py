@@ -46,27 +46,6 @@ FACEMESH_PAIRS_62 = np.array(
 )
 assert FACEMESH_PAIRS_62.shape == (68, 2)
 _JAW = slice(0, 17)
-# iBUG-68's parts as index ranges (the order of _IBUG68_FROM_FACEMESH's comments).
-IBUG68_PARTS = {
-    "jaw": range(0, 17),
-    "brows": range(17, 27),
-    "nose": range(27, 36),
-    "eyes": range(36, 48),
-    "mouth": range(48, 68),
-}
-
-
-def ibug68_indices(parts: str, where: str) -> np.ndarray:
-    """Point indices of comma-separated iBUG-68 part names ("all" = every point)."""
-    names = [name.strip() for name in parts.split(",") if name.strip()]
-    unknown = [name for name in names if name not in IBUG68_PARTS and name != "all"]
-    if not names or unknown:
-        raise ValueError(
-            f"{where}: expected comma-separated parts of {['all', *IBUG68_PARTS]}, got {parts!r}"
-        )
-    if "all" in names:
-        return np.arange(68)
-    return np.unique(np.concatenate([np.asarray(IBUG68_PARTS[name]) for name in names]))
 
 
 def facemesh_to_ibug68(landmarks_TLC: np.ndarray) -> np.ndarray:

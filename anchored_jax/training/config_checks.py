@@ -21,8 +21,6 @@ import tempfile
 
 import ml_collections
 
-from data_pipelines.landmark_layouts import ibug68_indices
-
 PREDICTIONS = ("epsilon", "v", "x0")
 TASKS = ("sdit", "animator", "lmdm")
 GEN_LR_SCHEDULES = ("constant", "cosine")  # leo_animator_step.make_optimizers reads these
@@ -294,6 +292,8 @@ def validate_animator_config(config: ml_collections.ConfigDict) -> None:
     _check_counts(config, ("losses.motion_blur",))
     if losses.get("landmark_weight", 0.0) > 0:
         _at_least(config, "losses.landmark_sigma", 0.1, " pixels")
+        from anchored_jax.training.leo_losses import ibug68_indices  # jax: only when used
+
         try:
             ibug68_indices(losses.landmark_parts, "losses.landmark_parts")
         except ValueError as e:

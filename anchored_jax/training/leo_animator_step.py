@@ -27,6 +27,7 @@ from anchored_jax.models.leo_vgg19 import Vgg19Features
 from anchored_jax.training.leo_losses import (
     discriminator_loss,
     generator_adversarial_loss,
+    ibug68_indices,
     l1_loss,
     landmark_weight_map,
     motion_weight_map,
@@ -35,7 +36,6 @@ from anchored_jax.training.leo_losses import (
     weighted_l1_loss,
 )
 from anchored_jax.training.train_state import split_model
-from data_pipelines.landmark_layouts import ibug68_indices
 
 
 @flax.struct.dataclass

@@ -1,9 +1,11 @@
-"""iBUG-68 parts by name, and FaceMesh tracks read as iBUG-68 (what frame pairs carry)."""
+"""iBUG-68 parts by name (the landmark-weighted L1's), and FaceMesh tracks read as iBUG-68
+(what frame pairs carry)."""
 
 import numpy as np
 import pytest
 
-from data_pipelines.landmark_layouts import FACEMESH_PAIRS_62, facemesh_to_ibug68, ibug68_indices
+from anchored_jax.training.leo_losses import ibug68_indices
+from data_pipelines.landmark_layouts import FACEMESH_PAIRS_62, facemesh_to_ibug68
 
 
 def test_parts_by_name():
