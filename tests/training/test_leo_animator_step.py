@@ -31,7 +31,7 @@ from configs.animator import get_config
 
 
 def tiny_config(gan_weight=0.1, init="lia"):
-    # LIA's recipe (random init, GAN term, no momentum) unless a test asks otherwise.
+    # LIA's init, a GAN term and no momentum, with the tiny losses, unless a test asks otherwise.
     config = get_config("tiny")
     config.data.image_size = 16
     config.model.update(style_dim=16, motion_dim=4, channel_base=128, max_channels=8, init=init)
@@ -48,7 +48,7 @@ def pair_batch(B=8, size=16, seed=0):
     src = np.clip(a * yy[None, :, :, None] + b * xx[None, :, :, None] + c, -1, 1)
     src = src.astype(np.float32)
     drv = np.roll(src, 1, axis=2)  # the driving frame is the source, moved
-    landmarks = rng.uniform(0.2, 0.8, (B, 2, 5, 2)).astype(np.float32)
+    landmarks = rng.uniform(0.2, 0.8, (B, 2, 68, 2)).astype(np.float32)  # iBUG-68 order
     return {
         "source_BHWC": jnp.asarray(src),
         "driving_BHWC": jnp.asarray(drv),
@@ -130,7 +130,8 @@ def test_random_perceptual_features_are_narrow_and_fixed_by_the_seed():
 def test_motion_weighted_and_random_perceptual_terms_add_up():
     config = tiny_config(gan_weight=0.0, init="identity")
     config.losses.update(motion_weight=4.0, motion_blur=3, random_perceptual_weight=0.5)
-    config.losses.update(landmark_weight=3.0, landmark_sigma=2.0, l2_weight=5.0)
+    config.losses.update(landmark_weight=3.0, landmark_sigma=2.0, landmark_parts="mouth")
+    config.losses.l2_weight = 5.0
     gen_tx, disc_tx = make_optimizers(config.training)
     graphs, state = init_animator(config, 0, gen_tx, disc_tx)
     step = jax.jit(make_train_step(graphs, gen_tx, disc_tx, config.losses, seed=3))
@@ -143,7 +144,7 @@ def test_motion_weighted_and_random_perceptual_terms_add_up():
     real = batch["driving_BHWC"]
     weight = (
         motion_weight_map(batch["source_BHWC"], real, weight=4.0, blur=3)
-        + landmark_weight_map(batch["landmarks_B2L2"], 16, weight=3.0, sigma_px=2.0)
+        + landmark_weight_map(batch["landmarks_B2L2"][:, :, 48:], 16, weight=3.0, sigma_px=2.0)
         - 1.0
     )
     np.testing.assert_allclose(m["weighted_l1"], weighted_l1_loss(fake, real, weight), rtol=1e-5)
