@@ -17,6 +17,7 @@ from flax import nnx
 from anchored_jax.diffusion.objectives import diffusion_loss
 from anchored_jax.diffusion.schedules import Schedule, q_sample
 from anchored_jax.models.leo_lmdm import offsets_from_codes
+from anchored_jax.sampling.motion_edits import REGIONS
 
 PERCEPTUAL_SCALES = 4
 PERCEPTUAL_TERM_WEIGHT = 10.0
@@ -49,27 +50,18 @@ def motion_weight_map(
     return jax.lax.stop_gradient(1.0 + weight * diff_BHW1.astype(jnp.float32))
 
 
-# iBUG-68's parts as index ranges (the order of data_pipelines.landmark_layouts' FaceMesh table).
-IBUG68_PARTS = {
-    "jaw": range(0, 17),
-    "brows": range(17, 27),
-    "nose": range(27, 36),
-    "eyes": range(36, 48),
-    "mouth": range(48, 68),
-}
-
-
 def ibug68_indices(parts: str, where: str) -> np.ndarray:
-    """Point indices of comma-separated iBUG-68 part names ("all" = every point)."""
+    """Point indices of comma-separated iBUG-68 part names (`motion_edits.REGIONS`; "all" =
+    every point)."""
     names = [name.strip() for name in parts.split(",") if name.strip()]
-    unknown = [name for name in names if name not in IBUG68_PARTS and name != "all"]
+    unknown = [name for name in names if name not in REGIONS and name != "all"]
     if not names or unknown:
         raise ValueError(
-            f"{where}: expected comma-separated parts of {['all', *IBUG68_PARTS]}, got {parts!r}"
+            f"{where}: expected comma-separated parts of {['all', *REGIONS]}, got {parts!r}"
         )
     if "all" in names:
         return np.arange(68)
-    return np.unique(np.concatenate([np.asarray(IBUG68_PARTS[name]) for name in names]))
+    return np.unique(np.concatenate([REGIONS[name] for name in names]))
 
 
 def landmark_weight_map(
