@@ -70,6 +70,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     model.motion_layers = 5  # linear layers of the motion MLP; LIA: 5
     # identity: start as copy-source (see leo_generator.identity_start); lia: LIA's init
     model.init = "identity" if tiny else "lia"
+    # warped (LIA): RGB is drawn from the warped source feature only | blended: also from the
+    # decoder's own features where the mask closes (new content); see AnimatorConfig.
+    model.rgb_input = "warped"
 
     # --- losses ------------------------------------------------------------------------------
     config.losses = losses = ml_collections.ConfigDict()
@@ -96,6 +99,15 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # slightly misaligned edges that L1 counts equally. tiny, 10 vs plain L1: 25.13 vs
     # 24.79 dB and AKD 1.49 vs 1.59 px at 1500 steps; 30 was no better than 10.
     losses.l2_weight = 10.0 if tiny else 0.0
+    # > 0: a keypoint loss, the mean pixel distance between the landmarks a frozen landmark
+    # regressor finds on the generated frame and the driving frame's exact ones (synthetic
+    # faces only). A perceptual loss that knows what a face's parts are: its gradient points at
+    # the lids and lips where they are drawn wrong. Its regressor is trained like AKD's
+    # (data_pipelines/synthetic_landmark_regressor.py) but from another seed, so AKD is not
+    # measured by the network the generator was trained against.
+    losses.keypoint_weight = 0.0
+    losses.keypoint_regressor_seed = 1  # AKD's regressor is seed 0
+    losses.keypoint_parts = "all"  # iBUG-68 parts, as landmark_parts
     losses.perceptual_weight = 0.0 if tiny else 1.0  # scales the 4-scale VGG19 loss (10/term)
     losses.vgg19_weights = ""  # torchvision VGG19 state dict (.safetensors or .pth); "" = none
     # A perceptual loss that needs no download: VGG19-shaped, random-init (He et al. 2016,

@@ -1,5 +1,6 @@
 """LEO animator training from a config: the task, frame-pair inputs and held-out videos, the
-frozen VGG19 of the perceptual loss, the loop, the closing line."""
+frozen VGG19 of the perceptual loss and landmark regressor of the keypoint loss, the loop, the
+closing line."""
 
 import sys
 
@@ -54,10 +55,27 @@ def read_data(config: ml_collections.ConfigDict) -> TrainData:
             "landmarks_BTL2": np.stack(landmarks),
             "extract_landmarks": keypoint_metrics.landmark_extractor("synthetic"),
         }
-    vgg_params = None
+    frozen = {"vgg": None, "keypoints": None}
     if config.losses.perceptual_weight > 0:
-        vgg_params = load_vgg_params(config.losses.vgg19_weights)
-    return TrainData(train_iter=iter(train_pairs), eval_data=eval_data, frozen=vgg_params)
+        frozen["vgg"] = load_vgg_params(config.losses.vgg19_weights)
+    if config.losses.get("keypoint_weight", 0.0) > 0:
+        frozen["keypoints"] = keypoint_regressor_params(config)
+    return TrainData(train_iter=iter(train_pairs), eval_data=eval_data, frozen=frozen)
+
+
+def keypoint_regressor_params(config: ml_collections.ConfigDict):
+    """The keypoint loss's frozen landmark regressor: the synthetic faces' regressor with
+    `losses.keypoint_regressor_seed` (cached; trained first if absent, ~1.5 min)."""
+    from flax import nnx
+
+    from data_pipelines.synthetic_landmark_regressor import load_or_train
+
+    model, path, seconds = load_or_train(
+        config.data.image_size, seed=config.losses.keypoint_regressor_seed
+    )
+    how = f"trained in {seconds:.0f} s" if seconds is not None else "cached"
+    logging.info("keypoint loss: landmark regressor %s (%s)", path, how)
+    return nnx.state(model, nnx.Param)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | None = None) -> dict:

@@ -10,6 +10,7 @@ import math
 
 MIN_IMAGE_SIZE = 16  # the decoder starts at 4x4 and warps from 8x8 up
 INITS = ("lia", "identity")
+RGB_INPUTS = ("warped", "blended")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +25,12 @@ class AnimatorConfig:
     # the source's full-size feature passes straight through to RGB); see
     # leo_generator.identity_start. Initial values only: parameters and math are LIA's.
     init: str = "lia"
+    # What each scale's RGB head reads. "warped" (LIA): the masked warp of the source's
+    # feature only, so every output pixel is moved source content. "blended": the feature the
+    # decoder continues from, warped * mask + decoder * (1 - mask), so where the mask closes
+    # the decoder's own features are drawn: content the source does not have (an open mouth,
+    # a shut lid). Same parameters either way; LIA's checkpoints are "warped".
+    rgb_input: str = "warped"
 
     def __post_init__(self):
         s = self.image_size
@@ -37,6 +44,10 @@ class AnimatorConfig:
                 raise ValueError(f"model.{name}: expected a positive integer, got {value!r}")
         if self.init not in INITS:
             raise ValueError(f"model.init: expected one of {list(INITS)}, got {self.init!r}")
+        if self.rgb_input not in RGB_INPUTS:
+            raise ValueError(
+                f"model.rgb_input: expected one of {list(RGB_INPUTS)}, got {self.rgb_input!r}"
+            )
         if self.init == "identity" and self.channels(s) < 6:
             raise ValueError(
                 f"model.init: 'identity' needs >= 6 channels at {s}x{s}, got {self.channels(s)}"

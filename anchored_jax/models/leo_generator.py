@@ -6,7 +6,8 @@ every call. The decoder is StyleGAN2 (modulated convs from a learned 4x4 constan
 styled by the target latent). At each scale from 8 up it predicts a flow (tanh offset on an
 identity grid) and a mask (sigmoid); the flow bilinearly warps the source's *encoder feature*
 at that scale, and the decoder continues from `warped*mask + decoder*(1-mask)`. The RGB skips
-(fed the masked warped feature) and the flow skips are summed across scales.
+(fed the masked warped feature, or with `rgb_input="blended"` that blend) and the flow skips
+are summed across scales.
 """
 
 import math
@@ -128,11 +129,12 @@ class LeoSynthesis(nnx.Module):
             out = self.convs[2 * i](out, latent_BD)
             out = self.convs[2 * i + 1](out, latent_BD)
             warped, out, flow = self.to_flows[i](out, latent_BD, feat, flow)
-            rgb = self.to_rgbs[i](warped, rgb)
+            rgb = self.to_rgbs[i](out if self.config.rgb_input == "blended" else warped, rgb)
         return rgb
 
 
 IDENTITY_MASK_LOGIT = 2.0  # full-size mask starts at sigmoid(2) = 0.88: open, still trainable
+BLENDED_MASK_LOGIT = 4.0  # rgb_input="blended": sigmoid(4) = 0.98
 
 
 def identity_start(gen: "LeoGenerator") -> None:
@@ -158,8 +160,12 @@ def identity_start(gen: "LeoGenerator") -> None:
     for to_flow in gen.dec.to_flows:
         to_flow.conv.weight[...] = jnp.zeros_like(to_flow.conv.weight[...])
         to_flow.bias[...] = jnp.zeros((3,), jnp.float32)
-    gen.dec.to_flows[-1].bias[...] = jnp.array([0.0, 0.0, IDENTITY_MASK_LOGIT], jnp.float32)
-    mask = 1.0 / (1.0 + math.exp(-IDENTITY_MASK_LOGIT))  # a Python float: init runs under jit
+    # "blended" RGB heads also read the decoder's features times (1 - mask); a more open mask
+    # keeps that share small (2%) at the start. (Their weights cannot start at zero: the
+    # modulated convs demodulate, so any first update restores unit-norm kernels.)
+    logit = IDENTITY_MASK_LOGIT if gen.config.rgb_input == "warped" else BLENDED_MASK_LOGIT
+    gen.dec.to_flows[-1].bias[...] = jnp.array([0.0, 0.0, logit], jnp.float32)
+    mask = 1.0 / (1.0 + math.exp(-logit))  # a Python float: init runs under jit
 
     for to_rgb in gen.dec.to_rgbs:
         to_rgb.conv.conv.weight[...] = jnp.zeros_like(to_rgb.conv.conv.weight[...])
@@ -173,6 +179,7 @@ def identity_start(gen: "LeoGenerator") -> None:
     last.conv.weight[...] = pick[None, None]
     last.act.bias[...] = jnp.ones((3,), jnp.float32)
     gen.dec.to_rgbs[-1].bias[...] = jnp.full((3,), -jnp.sqrt(2.0), jnp.float32)
+
 
 
 class LeoGenerator(nnx.Module):

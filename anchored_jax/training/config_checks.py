@@ -287,6 +287,7 @@ def validate_animator_config(config: ml_collections.ConfigDict) -> None:
         "motion_weight",
         "l2_weight",
         "landmark_weight",
+        "keypoint_weight",
     ):
         _at_least(config, f"losses.{name}", 0)
     _check_counts(config, ("losses.motion_blur",))
@@ -296,6 +297,20 @@ def validate_animator_config(config: ml_collections.ConfigDict) -> None:
 
         try:
             ibug68_indices(losses.landmark_parts, "losses.landmark_parts")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    if losses.get("keypoint_weight", 0.0) > 0:
+        _expect(
+            config.data.source == "synthetic",
+            "losses.keypoint_weight: the keypoint loss's landmark regressor is trained on the "
+            f"synthetic faces; expected data.source='synthetic', got {config.data.source!r} "
+            "(or set losses.keypoint_weight=0)",
+        )
+        _check_counts(config, ("losses.keypoint_regressor_seed",), low=0)
+        from anchored_jax.training.leo_losses import ibug68_indices  # jax: only when used
+
+        try:
+            ibug68_indices(losses.keypoint_parts, "losses.keypoint_parts")
         except ValueError as e:
             raise ConfigError(str(e)) from None
     _at_least(config, "losses.random_perceptual_weight", 0)

@@ -28,6 +28,7 @@ from anchored_jax.training.leo_losses import (
     discriminator_loss,
     generator_adversarial_loss,
     ibug68_indices,
+    keypoint_loss,
     l1_loss,
     landmark_weight_map,
     motion_weight_map,
@@ -54,6 +55,8 @@ class AnimatorGraphs:
     gen: nnx.GraphDef = flax.struct.field(pytree_node=False)
     disc: nnx.GraphDef = flax.struct.field(pytree_node=False)
     vgg: nnx.GraphDef | None = flax.struct.field(pytree_node=False, default=None)
+    # the frozen landmark regressor of the keypoint loss (None: that term is off)
+    keypoints: nnx.GraphDef | None = flax.struct.field(pytree_node=False, default=None)
 
 
 def animator_config(config: ml_collections.ConfigDict) -> AnimatorConfig:
@@ -112,12 +115,30 @@ def random_perceptual_features(losses: ml_collections.ConfigDict, seed: int):
     return nnx.split(vgg)
 
 
+def keypoint_regressor_graph(config: ml_collections.ConfigDict) -> nnx.GraphDef | None:
+    """The graph of the keypoint loss's landmark regressor (`losses.keypoint_*`), or None when
+    that term is off. Its parameters come in with every step, as the VGG19's do."""
+    losses = config.losses
+    if losses.get("keypoint_weight", 0.0) <= 0:
+        return None
+    from anchored_jax.evaluation.landmark_regressor import LandmarkRegressor, RegressorSettings
+
+    settings = RegressorSettings(
+        image_size=config.data.image_size,
+        num_landmarks=68,
+        seed=losses.keypoint_regressor_seed,
+    )
+    return nnx.graphdef(nnx.eval_shape(lambda: LandmarkRegressor(settings, rngs=nnx.Rngs(0))))
+
+
 def make_train_step(
     graphs: AnimatorGraphs, gen_tx, disc_tx, losses: ml_collections.ConfigDict, seed: int = 0
 ):
-    """`step(state, batch, vgg_params) -> (state, metrics)`; `vgg_params=None` skips the
-    imported-VGG19 perceptual term (tiny CPU runs without imported VGG weights). `seed` makes
-    the random-init perceptual features, when `losses.random_perceptual_weight > 0`."""
+    """`step(state, batch, vgg_params, keypoint_params) -> (state, metrics)`; `vgg_params=None`
+    skips the imported-VGG19 perceptual term (tiny CPU runs without imported VGG weights), and
+    the keypoint term needs `keypoint_params` (the frozen regressor of `graphs.keypoints`).
+    `seed` makes the random-init perceptual features, when `losses.random_perceptual_weight > 0`.
+    """
     l1_weight, gan_weight, r1_weight = losses.l1_weight, losses.gan_weight, losses.r1_weight
     landmark_weight = losses.get("landmark_weight", 0.0)
     landmark_sigma = losses.get("landmark_sigma", 1.5)
@@ -128,8 +149,11 @@ def make_train_step(
     l2_weight = losses.get("l2_weight", 0.0)
     random_weight = losses.get("random_perceptual_weight", 0.0)
     random_features = random_perceptual_features(losses, seed)
+    keypoint_weight = losses.get("keypoint_weight", 0.0)
+    keypoint_points = ibug68_indices(losses.get("keypoint_parts", "all"), "losses.keypoint_parts")
 
-    def gen_loss_fn(gen_params, disc_params, vgg_params, batch):
+    def gen_loss_fn(gen_params, disc_params, frozen, batch):
+        vgg_params, keypoint_params = frozen
         gen = nnx.merge(graphs.gen, gen_params)
         fake = gen(batch["source_BHWC"], batch["driving_BHWC"])
         real = batch["driving_BHWC"]
@@ -169,6 +193,16 @@ def make_train_step(
             perc = perceptual_loss(vgg, fake, real)
             total = total + perceptual_weight * perc
             metrics["perceptual"] = perc
+        if keypoint_weight > 0:
+            regressor = nnx.merge(graphs.keypoints, keypoint_params)
+            found = keypoint_loss(
+                lambda x: regressor(x)[:, keypoint_points],
+                regressor.settings.work_size,
+                fake,
+                batch["landmarks_B2L2"][:, 1, keypoint_points],
+            )
+            total = total + keypoint_weight * found
+            metrics["keypoint"] = found
         if gan_weight > 0:
             adv = generator_adversarial_loss(nnx.merge(graphs.disc, disc_params)(fake))
             total = total + gan_weight * adv
@@ -189,9 +223,17 @@ def make_train_step(
         metrics["disc_loss"] = loss
         return loss, metrics
 
-    def train_step(state: AnimatorState, batch: Mapping[str, jax.Array], vgg_params=None):
+    def train_step(
+        state: AnimatorState,
+        batch: Mapping[str, jax.Array],
+        vgg_params=None,
+        keypoint_params=None,
+    ):
+        if keypoint_weight > 0 and (graphs.keypoints is None or keypoint_params is None):
+            raise ValueError("losses.keypoint_weight > 0 needs the landmark regressor's graph "
+                             "and parameters")
         (_, (fake, metrics)), gen_grads = jax.value_and_grad(gen_loss_fn, has_aux=True)(
-            state.gen_params, state.disc_params, vgg_params, batch
+            state.gen_params, state.disc_params, (vgg_params, keypoint_params), batch
         )
         updates, gen_opt_state = gen_tx.update(gen_grads, state.gen_opt_state, state.gen_params)
         gen_params = optax.apply_updates(state.gen_params, updates)

@@ -90,6 +90,27 @@ def weighted_l1_loss(fake: jax.Array, real: jax.Array, weight_BHW1: jax.Array) -
     return jnp.mean(weight_BHW1 * diff)
 
 
+def keypoint_loss(
+    regressor: Callable[[jax.Array], jax.Array],
+    work_size: int,
+    fake_BHWC: jax.Array,
+    target_BL2: jax.Array,
+) -> jax.Array:
+    """Mean |regressor(fake) - target| over landmarks and x, y, in pixels of the frame.
+
+    `regressor` is a frozen landmark network (`evaluation.landmark_regressor`) reading frames of
+    side `work_size` in [-1, 1]; `fake_BHWC` is resized to that side (antialiased, so the
+    gradient reaches every pixel) and `target_BL2` holds x, y in [0, 1]. Unlike a pixel loss,
+    its gradient is largest exactly where a part is drawn in the wrong place or shape: an eye
+    left open, a mouth left shut.
+    """
+    B, H, W, C = fake_BHWC.shape
+    x = jax.image.resize(fake_BHWC.astype(jnp.float32), (B, work_size, work_size, C), "linear")
+    found_BL2 = regressor(jnp.clip(x, -1.0, 1.0))
+    scale = jnp.asarray([W, H], jnp.float32)
+    return jnp.mean(jnp.abs(found_BL2 - jax.lax.stop_gradient(target_BL2)) * scale)
+
+
 def downsample2x(x_BHWC: jax.Array) -> jax.Array:
     B, H, W, C = x_BHWC.shape
     return x_BHWC.reshape(B, H // 2, 2, W // 2, 2, C).mean(axis=(2, 4))

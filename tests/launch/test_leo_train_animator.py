@@ -31,6 +31,16 @@ TINY = "configs/animator.py:tiny"
             "--config.losses.landmark_weight=5.0 --config.losses.landmark_sigma=0.0",
             "losses.landmark_sigma: expected >= 0.1 pixels, got 0.0",
         ),
+        ("--config.losses.keypoint_weight=-1.0", "losses.keypoint_weight: expected >= 0"),
+        (
+            "--config.losses.keypoint_weight=0.1 --config.data.source=videos:/nowhere",
+            "losses.keypoint_weight: the keypoint loss's landmark regressor is trained on the "
+            "synthetic faces; expected data.source='synthetic', got 'videos:/nowhere'",
+        ),
+        (
+            "--config.losses.keypoint_weight=0.1 --config.losses.keypoint_parts=eyes,ears",
+            "losses.keypoint_parts: expected comma-separated parts of ['all', 'jaw',",
+        ),
         ("--config.model.init=zeros", "model.init: expected one of ['lia', 'identity']"),
         ("--config.training.gen_lr_schedule=step", "training.gen_lr_schedule: expected one of"),
     ],

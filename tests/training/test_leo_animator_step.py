@@ -8,6 +8,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from anchored_jax.evaluation.landmark_regressor import LandmarkRegressor, RegressorSettings
 from anchored_jax.models.leo_generator import LeoGenerator, grid_sample, identity_grid
 from anchored_jax.training.leo_animator_step import (
     animator_config,
@@ -20,6 +21,7 @@ from anchored_jax.training.leo_animator_step import (
 from anchored_jax.training.leo_losses import (
     discriminator_loss,
     generator_adversarial_loss,
+    keypoint_loss,
     landmark_weight_map,
     motion_weight_map,
     perceptual_loss,
@@ -126,17 +128,40 @@ def test_random_perceptual_features_are_narrow_and_fixed_by_the_seed():
     assert random_perceptual_features(losses, 3) is None
 
 
+def small_regressor(image_size=16, seed=0):
+    settings = RegressorSettings(image_size, 68, work_size=16, width=4, hidden=8, seed=seed)
+    return LandmarkRegressor(settings, rngs=nnx.Rngs(seed))
+
+
+def test_keypoint_loss_is_the_regressors_pixel_distance_on_the_resized_frame():
+    regressor = small_regressor(image_size=32)
+    frames = pair_batch(B=3, size=32)["driving_BHWC"]
+    work = jax.image.resize(frames, (3, 16, 16, 3), "linear")
+    found = np.asarray(regressor(work))
+    target = np.clip(found + np.random.default_rng(0).normal(0, 0.05, found.shape), 0, 1)
+    loss = keypoint_loss(regressor, 16, frames, jnp.asarray(target))
+    np.testing.assert_allclose(loss, np.abs(found - target).mean() * 32, rtol=1e-5)
+    assert float(keypoint_loss(regressor, 16, frames, jnp.asarray(found))) < 1e-5
+    # Its gradient reaches the full-size frame's pixels, not only the target's.
+    grad = jax.grad(lambda f: keypoint_loss(regressor, 16, f, jnp.asarray(target)))(frames)
+    assert np.isfinite(grad).all() and float(jnp.abs(grad).sum()) > 0
+    assert float(jnp.abs(grad[:, ::2, ::2]).sum()) > 0 and float(jnp.abs(grad[:, 1::2]).sum()) > 0
+
+
 @pytest.mark.slow  # compiles a train step: ~1 minute on 2 busy cores
 def test_motion_weighted_and_random_perceptual_terms_add_up():
     config = tiny_config(gan_weight=0.0, init="identity")
     config.losses.update(motion_weight=4.0, motion_blur=3, random_perceptual_weight=0.5)
     config.losses.update(landmark_weight=3.0, landmark_sigma=2.0, landmark_parts="mouth")
     config.losses.l2_weight = 5.0
+    config.losses.update(keypoint_weight=0.25, keypoint_parts="eyes")
     gen_tx, disc_tx = make_optimizers(config.training)
     graphs, state = init_animator(config, 0, gen_tx, disc_tx)
+    regressor_graph, regressor_params = nnx.split(small_regressor(), nnx.Param)
+    graphs = graphs.replace(keypoints=regressor_graph)
     step = jax.jit(make_train_step(graphs, gen_tx, disc_tx, config.losses, seed=3))
     batch = pair_batch()
-    _, m = step(state, batch)
+    _, m = step(state, batch, None, regressor_params)
     assert float(m["weighted_l1"]) > float(m["l1"]) > 0  # every weight is >= 1
     assert float(m["random_perceptual"]) > 0
     # The weighting is the sum of both maps' excess over 1, on the generator's own output.
@@ -149,7 +174,15 @@ def test_motion_weighted_and_random_perceptual_terms_add_up():
     )
     np.testing.assert_allclose(m["weighted_l1"], weighted_l1_loss(fake, real, weight), rtol=1e-5)
     np.testing.assert_allclose(m["l2"], jnp.mean((fake - real) ** 2), rtol=1e-5)
+    # The keypoint term: the regressor's eye landmarks (36-47) on the output against the
+    # driving frame's.
+    regressor = nnx.merge(regressor_graph, regressor_params)
+    eyes = np.arange(36, 48)
+    found = regressor(jax.image.resize(jnp.clip(fake, -1, 1), (8, 16, 16, 3), "linear"))[:, eyes]
+    want_kp = jnp.mean(jnp.abs(found - batch["landmarks_B2L2"][:, 1, eyes])) * 16
+    np.testing.assert_allclose(m["keypoint"], want_kp, rtol=1e-5)
     want = float(m["weighted_l1"]) + 0.5 * float(m["random_perceptual"]) + 5.0 * float(m["l2"])
+    want += 0.25 * float(m["keypoint"])
     np.testing.assert_allclose(m["gen_loss"], want, rtol=1e-6)
 
 

@@ -4,7 +4,8 @@ on (source, driving) frame pairs, evaluated by self-reconstruction of held-out v
 The step is LEO's `make_train_step` (anchored_jax/training/leo_animator_step.py), wrapped so
 that it reads and writes the loop's one `TrainState`: `params` and `opt_state` hold the two
 networks as {"gen", "disc"}, and there is no EMA. The frozen VGG19 parameters of the
-perceptual loss come in as the step's `frozen` argument. Evaluation: frame 0 of each held-out
+perceptual loss and the landmark regressor of the keypoint loss come in as the step's
+`frozen` argument. Evaluation: frame 0 of each held-out
 video is the source and every frame drives it, reported against the copy-source baseline
 (predicting frame 0 everywhere), and drawn as a figure. When the launcher supplies exact
 landmarks and a landmark extractor with the held-out videos (synthetic faces with
@@ -23,6 +24,7 @@ from anchored_jax.training.config_checks import validate_animator_config
 from anchored_jax.training.leo_animator_step import (
     AnimatorState,
     init_animator,
+    keypoint_regressor_graph,
     make_optimizers,
     make_reconstruction_step,
     make_train_step,
@@ -86,6 +88,7 @@ class AnimatorTask:
         self.graphs, _ = jax.eval_shape(
             lambda: init_animator(config, config.seed, self.gen_tx, self.disc_tx)
         )
+        self.graphs = self.graphs.replace(keypoints=keypoint_regressor_graph(config))
         self._leo_step = make_train_step(
             self.graphs, self.gen_tx, self.disc_tx, config.losses, seed=config.seed
         )
@@ -100,8 +103,11 @@ class AnimatorTask:
             with_ema=False,
         )
 
-    def step(self, state: TrainState, batch, key, vgg_params):
+    def step(self, state: TrainState, batch, key, frozen):
+        """`frozen`: None, or {"vgg": VGG19 params, "keypoints": landmark regressor params},
+        either None when its loss term is off."""
         del key  # the animator's step draws no randomness
+        frozen = frozen or {}
         leo_state = AnimatorState(
             step=state.step,
             gen_params=state.params["gen"],
@@ -109,7 +115,9 @@ class AnimatorTask:
             gen_opt_state=state.opt_state["gen"],
             disc_opt_state=state.opt_state["disc"],
         )
-        new, metrics = self._leo_step(leo_state, batch, vgg_params)
+        new, metrics = self._leo_step(
+            leo_state, batch, frozen.get("vgg"), frozen.get("keypoints")
+        )
         return state.replace(
             params={"gen": new.gen_params, "disc": new.disc_params},
             opt_state={"gen": new.gen_opt_state, "disc": new.disc_opt_state},
