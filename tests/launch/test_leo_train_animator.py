@@ -41,6 +41,7 @@ TINY = "configs/animator.py:tiny"
             "--config.losses.keypoint_weight=0.1 --config.losses.keypoint_parts=eyes,ears",
             "losses.keypoint_parts: expected comma-separated parts of ['all', 'jaw',",
         ),
+        ("--config.model.rgb_input=decoder", "model.rgb_input: expected one of ['warped',"),
         ("--config.model.init=zeros", "model.init: expected one of ['lia', 'identity']"),
         ("--config.training.gen_lr_schedule=step", "training.gen_lr_schedule: expected one of"),
     ],

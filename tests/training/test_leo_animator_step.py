@@ -265,6 +265,31 @@ def test_identity_init_renders_the_source_whatever_the_driving_frame():
     assert shapes(gen) == shapes(lia)
 
 
+def test_blended_rgb_heads_start_near_the_source_and_draw_the_decoders_features():
+    config = tiny_config(init="identity")
+    config.model.rgb_input = "blended"
+    gen = LeoGenerator(animator_config(config), rngs=nnx.Rngs(0))
+    batch = pair_batch(B=2)
+    src, drv = batch["source_BHWC"], batch["driving_BHWC"]
+    want = grid_sample(src, jnp.broadcast_to(identity_grid(16, 16), (2, 16, 16, 2)))
+    # 2% of the decoder's own features reach RGB at the start (mask sigmoid(4)): near the
+    # source, not exactly it.
+    err = float(jnp.abs(gen(src, drv) - want).mean())
+    assert 1e-4 < err < 0.05, err
+    # Closing the full-size mask: "warped" heads then draw nothing there, "blended" heads the
+    # decoder's features.
+    z, feats, alpha = gen.encode(drv)
+    shut = gen.dec.to_flows[-1].bias[...].at[2].set(-30.0)
+    gen.dec.to_flows[-1].bias[...] = shut
+    blended = gen.render(z, feats, alpha)
+    config.model.rgb_input = "warped"
+    warped_gen = LeoGenerator(animator_config(config), rngs=nnx.Rngs(0))
+    warped_gen.dec.to_flows[-1].bias[...] = shut
+    warped = warped_gen.render(z, feats, alpha)
+    assert float(jnp.abs(blended - warped).mean()) > 0.05
+    assert float(jnp.std(warped, axis=(1, 2)).max()) < 1e-5  # one colour: nothing is drawn
+
+
 def test_cosine_generator_schedule_decays_to_zero():
     config = tiny_config()
     config.training.update(gen_lr_schedule="cosine", num_steps=4)
