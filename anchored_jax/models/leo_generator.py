@@ -181,7 +181,6 @@ def identity_start(gen: "LeoGenerator") -> None:
     gen.dec.to_rgbs[-1].bias[...] = jnp.full((3,), -jnp.sqrt(2.0), jnp.float32)
 
 
-
 class LeoGenerator(nnx.Module):
     """Encoder + flow decoder: renders a source frame with another frame's (or a code's) motion."""
 

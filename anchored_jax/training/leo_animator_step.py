@@ -230,8 +230,9 @@ def make_train_step(
         keypoint_params=None,
     ):
         if keypoint_weight > 0 and (graphs.keypoints is None or keypoint_params is None):
-            raise ValueError("losses.keypoint_weight > 0 needs the landmark regressor's graph "
-                             "and parameters")
+            raise ValueError(
+                "losses.keypoint_weight > 0 needs the landmark regressor's graph and parameters"
+            )
         (_, (fake, metrics)), gen_grads = jax.value_and_grad(gen_loss_fn, has_aux=True)(
             state.gen_params, state.disc_params, (vgg_params, keypoint_params), batch
         )

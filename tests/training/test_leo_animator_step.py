@@ -265,6 +265,7 @@ def test_identity_init_renders_the_source_whatever_the_driving_frame():
     assert shapes(gen) == shapes(lia)
 
 
+@pytest.mark.slow  # builds two generators eagerly: ~40 s on 2 cores
 def test_blended_rgb_heads_start_near_the_source_and_draw_the_decoders_features():
     config = tiny_config(init="identity")
     config.model.rgb_input = "blended"

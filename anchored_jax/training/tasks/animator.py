@@ -115,9 +115,7 @@ class AnimatorTask:
             gen_opt_state=state.opt_state["gen"],
             disc_opt_state=state.opt_state["disc"],
         )
-        new, metrics = self._leo_step(
-            leo_state, batch, frozen.get("vgg"), frozen.get("keypoints")
-        )
+        new, metrics = self._leo_step(leo_state, batch, frozen.get("vgg"), frozen.get("keypoints"))
         return state.replace(
             params={"gen": new.gen_params, "disc": new.disc_params},
             opt_state={"gen": new.gen_opt_state, "disc": new.disc_opt_state},
