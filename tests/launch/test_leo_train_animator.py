@@ -64,6 +64,7 @@ def tiny_run_config():
     config.checkpoint.update(every_steps=3, async_save=False)
     config.logging.update(log_every_steps=2, eval_every_steps=3, eval_videos=2, eval_frames=3)
     config.logging.eval_akd = False  # the landmark regressor's first build takes ~1.5 minutes
+    config.losses.keypoint_weight = 0.0  # so does the keypoint loss's (its own test below)
     return config
 
 
@@ -106,3 +107,30 @@ def test_animator_run_reports_akd_against_exact_landmarks(tmp_path, monkeypatch)
     assert [r["step"] for r in rows] == [0, 1]
     for row in rows:
         np.testing.assert_allclose([row["recon_akd"], row["copy_akd"]], want, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_animator_run_adds_the_keypoint_loss_of_a_seeded_regressor(tmp_path, monkeypatch):
+    from data_pipelines import synthetic_landmark_regressor
+    from launch.train_animator import run
+
+    # The real regressor training and cache, on a small budget in a temporary cache.
+    built = []
+    real_load_or_train = synthetic_landmark_regressor.load_or_train
+
+    def small_load_or_train(image_size, *, seed=0, **kwargs):
+        built.append((image_size, seed))
+        kwargs.update(steps=20, frames_per_video=2, cache_dir=tmp_path / "cache")
+        return real_load_or_train(image_size, seed=seed, **kwargs)
+
+    monkeypatch.setattr(synthetic_landmark_regressor, "load_or_train", small_load_or_train)
+    losses = {}
+    for weight in (0.0, 0.5):
+        config = tiny_run_config()
+        config.training.num_steps = 2
+        config.logging.log_every_steps = 1
+        config.losses.update(keypoint_weight=weight, keypoint_regressor_seed=3)
+        losses[weight] = run(config, str(tmp_path / f"run{weight}"))["first_logged_loss"]
+    assert built == [(32, 3)]  # only the run with the term built its regressor
+    # Same init, same first batch: the first loss differs by 0.5 x a positive pixel distance.
+    assert losses[0.5] > losses[0.0] + 1e-3, losses
