@@ -11,7 +11,7 @@ from absl import logging
 
 from anchored_jax.models.leo_vgg19 import Vgg19Features, load_vgg19_state_dict
 from anchored_jax.parallel.multihost import process_batch_size
-from anchored_jax.training.config_checks import ensure_writable_workdir
+from anchored_jax.training.config_checks import ensure_writable_workdir, validate_animator_config
 from anchored_jax.training.loop import RUN_ERRORS, TrainData, train
 from anchored_jax.training.tasks.animator import AnimatorTask
 from data_pipelines.frame_pairs import build_pair_dataset, make_pair_source, read_videos
@@ -29,8 +29,9 @@ def load_vgg_params(path: str):
     return nnx.state(vgg, nnx.Param)
 
 
-def read_data(config: ml_collections.ConfigDict) -> TrainData:
-    """This process's pair iterator, the held-out videos and (if used) the VGG19 params."""
+def read_data(config: ml_collections.ConfigDict, keypoint_params=None) -> TrainData:
+    """This process's pair iterator, the held-out videos and the frozen inputs of the step:
+    the VGG19's params (if used) and `keypoint_params`, the landmark regressor's (if used)."""
     train_pairs = build_pair_dataset(
         config.data,
         split="train",
@@ -55,34 +56,37 @@ def read_data(config: ml_collections.ConfigDict) -> TrainData:
             "landmarks_BTL2": np.stack(landmarks),
             "extract_landmarks": keypoint_metrics.landmark_extractor("synthetic"),
         }
-    frozen = {"vgg": None, "keypoints": None}
+    frozen = {"vgg": None, "keypoints": keypoint_params}
     if config.losses.perceptual_weight > 0:
         frozen["vgg"] = load_vgg_params(config.losses.vgg19_weights)
-    if config.losses.get("keypoint_weight", 0.0) > 0:
-        frozen["keypoints"] = keypoint_regressor_params(config)
     return TrainData(train_iter=iter(train_pairs), eval_data=eval_data, frozen=frozen)
 
 
-def keypoint_regressor_params(config: ml_collections.ConfigDict):
-    """The keypoint loss's frozen landmark regressor: the synthetic faces' regressor with
-    `losses.keypoint_regressor_seed` (cached; trained first if absent, ~1.5 min)."""
+def keypoint_regressor(config: ml_collections.ConfigDict):
+    """`(graphdef, params)` of the keypoint loss's frozen landmark regressor: the synthetic
+    faces' regressor with `losses.keypoint_regressor_seed` (cached; trained first if absent,
+    ~1.5 min), or `(None, None)` when that term is off."""
+    if config.losses.get("keypoint_weight", 0.0) <= 0:
+        return None, None
     from flax import nnx
 
-    from data_pipelines.synthetic_landmark_regressor import load_or_train
+    from data_pipelines import synthetic_landmark_regressor
 
-    model, path, seconds = load_or_train(
+    model, path, seconds = synthetic_landmark_regressor.load_or_train(
         config.data.image_size, seed=config.losses.keypoint_regressor_seed
     )
     how = f"trained in {seconds:.0f} s" if seconds is not None else "cached"
     logging.info("keypoint loss: landmark regressor %s (%s)", path, how)
-    return nnx.state(model, nnx.Param)
+    return nnx.split(model, nnx.Param)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | None = None) -> dict:
     try:
-        task = AnimatorTask(config)
+        validate_animator_config(config)  # before the regressor's build: bad input fails first
         workdir = ensure_writable_workdir(workdir)
-        data = read_data(config)
+        keypoint_graph, keypoint_params = keypoint_regressor(config)
+        task = AnimatorTask(config, validate=False, keypoint_graph=keypoint_graph)
+        data = read_data(config, keypoint_params)
     except (ValueError, OSError) as e:  # ConfigError, data-config errors, unreadable weights
         sys.exit(f"error: {e}")
     try:

@@ -115,22 +115,6 @@ def random_perceptual_features(losses: ml_collections.ConfigDict, seed: int):
     return nnx.split(vgg)
 
 
-def keypoint_regressor_graph(config: ml_collections.ConfigDict) -> nnx.GraphDef | None:
-    """The graph of the keypoint loss's landmark regressor (`losses.keypoint_*`), or None when
-    that term is off. Its parameters come in with every step, as the VGG19's do."""
-    losses = config.losses
-    if losses.get("keypoint_weight", 0.0) <= 0:
-        return None
-    from anchored_jax.evaluation.landmark_regressor import LandmarkRegressor, RegressorSettings
-
-    settings = RegressorSettings(
-        image_size=config.data.image_size,
-        num_landmarks=68,
-        seed=losses.keypoint_regressor_seed,
-    )
-    return nnx.graphdef(nnx.eval_shape(lambda: LandmarkRegressor(settings, rngs=nnx.Rngs(0))))
-
-
 def make_train_step(
     graphs: AnimatorGraphs, gen_tx, disc_tx, losses: ml_collections.ConfigDict, seed: int = 0
 ):

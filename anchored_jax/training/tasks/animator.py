@@ -24,7 +24,6 @@ from anchored_jax.training.config_checks import validate_animator_config
 from anchored_jax.training.leo_animator_step import (
     AnimatorState,
     init_animator,
-    keypoint_regressor_graph,
     make_optimizers,
     make_reconstruction_step,
     make_train_step,
@@ -79,16 +78,26 @@ class AnimatorTask:
     batch_ranks = BATCH_RANKS
     sample_every_steps = None  # the reconstruction figure comes with each evaluation
 
-    def __init__(self, config: ml_collections.ConfigDict, *, validate: bool = True):
+    def __init__(
+        self, config: ml_collections.ConfigDict, *, validate: bool = True, keypoint_graph=None
+    ):
+        """`keypoint_graph`: the graph of the keypoint loss's frozen landmark regressor (its
+        parameters come with every step in `frozen`); needed when `losses.keypoint_weight > 0`.
+        """
         if validate:
             validate_animator_config(config)
+        if config.losses.get("keypoint_weight", 0.0) > 0 and keypoint_graph is None:
+            raise ValueError(
+                "losses.keypoint_weight > 0: the animator task needs the landmark regressor's "
+                "graph (keypoint_graph; launch/train_animator.py builds it)"
+            )
         self.config = config
         self.eval_every_steps = config.logging.eval_every_steps
         self.gen_tx, self.disc_tx = make_optimizers(config.training)
         self.graphs, _ = jax.eval_shape(
             lambda: init_animator(config, config.seed, self.gen_tx, self.disc_tx)
         )
-        self.graphs = self.graphs.replace(keypoints=keypoint_regressor_graph(config))
+        self.graphs = self.graphs.replace(keypoints=keypoint_graph)
         self._leo_step = make_train_step(
             self.graphs, self.gen_tx, self.disc_tx, config.losses, seed=config.seed
         )
