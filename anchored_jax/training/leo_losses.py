@@ -101,8 +101,7 @@ def keypoint_loss(
     `regressor` is a frozen landmark network (`evaluation.landmark_regressor`) reading frames of
     side `work_size` in [-1, 1]; `fake_BHWC` is resized to that side (antialiased, so the
     gradient reaches every pixel) and `target_BL2` holds x, y in [0, 1]. Unlike a pixel loss,
-    its gradient is largest exactly where a part is drawn in the wrong place or shape: an eye
-    left open, a mouth left shut.
+    it counts a misplaced lip or lid by how far the part is off, not by how few pixels it has.
     """
     B, H, W, C = fake_BHWC.shape
     x = jax.image.resize(fake_BHWC.astype(jnp.float32), (B, work_size, work_size, C), "linear")
