@@ -56,14 +56,14 @@ lint: $(STAMP)
 # pytest exits 5 when it collected no tests; that must not pass as green.
 PYTEST = rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
-# The default run: every test not marked slow.
+# The default run: every test not marked slow (--durations: the slowest, to keep runs short).
 test: lint $(VENV)/.torch-stamp
-	$(PY) -m pytest -q -n 2; $(PYTEST)
+	$(PY) -m pytest -q -n 2 --durations=15; $(PYTEST)
 
 # The full suite: the default run, then the slow tests (kill -9 and SIGTERM suites of every
 # task, real multi-process jobs, sweeps). CI runs this.
 test-all: test
-	$(PY) -m pytest -q -n 2 -m slow; $(PYTEST)
+	$(PY) -m pytest -q -n 2 -m slow --durations=15; $(PYTEST)
 
 benchmark: $(STAMP)
 	$(PY) -m launch.benchmark --config configs/sdit.py:tiny

@@ -84,6 +84,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # epsilon | v | x0. Tiny runs: x0 matches the data's step sizes after 6000 steps and its
     # chains stay bounded; v's chains drift; epsilon blows up (x0 = (x_t - s eps) / a, a ~ 0).
     diffusion.prediction = "x0"
+    # Timestep weights of the loss: uniform (in the prediction's own space) | min_snr
+    # (min(SNR, gamma) in x0 space, Hang et al. 2023) | min_snr_plus_one (min(SNR + 1, gamma)).
+    diffusion.loss_weighting = "uniform"
+    diffusion.min_snr_gamma = 5.0  # the cap gamma of the min_snr weightings
     diffusion.condition_dropout = 0.1  # fraction of examples trained with the null alpha_1
     diffusion.sample_steps = 50  # DDIM steps at sampling time
     # Classifier-free guidance at sampling: null + scale * (conditional - null). Below 1 the

@@ -350,6 +350,7 @@ def validate_lmdm_config(config: ml_collections.ConfigDict) -> None:
     """The LMDM's model, diffusion, optimiser, data windows, checkpoint and logging (no I/O)."""
     from anchored_jax.diffusion.schedules import make_schedule  # noqa: PLC0415
     from anchored_jax.models.leo_lmdm import LmdmConfig  # noqa: PLC0415
+    from anchored_jax.training.leo_losses import LOSS_WEIGHTINGS  # noqa: PLC0415
 
     try:
         LmdmConfig(**config.model.to_dict())
@@ -361,6 +362,9 @@ def validate_lmdm_config(config: ml_collections.ConfigDict) -> None:
     _check_counts(config, ("training.batch_size", "training.num_steps"))
     _check_adam(config, ("learning_rate",))
     _in_range(config, "diffusion.condition_dropout", 0.0, 1.0, closed_high=False)
+    _choice(diffusion.loss_weighting, "diffusion.loss_weighting", LOSS_WEIGHTINGS)
+    gamma = _number(config, "diffusion.min_snr_gamma")
+    _expect(gamma > 0, f"diffusion.min_snr_gamma: expected a cap > 0, got {gamma}")
     _check_counts(config, ("diffusion.sample_steps",))
     _in_range(config, "diffusion.guidance_scale", 0.0, 10.0, closed_high=True)
     _choice(data.code_source, "data.code_source", ("landmarks", "animator"))

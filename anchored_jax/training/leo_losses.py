@@ -152,6 +152,9 @@ def psnr(fake: jax.Array, real: jax.Array) -> jax.Array:
     return 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-10))
 
 
+LOSS_WEIGHTINGS = ("uniform", "min_snr", "min_snr_plus_one")
+
+
 def lmdm_loss(
     graphdef: nnx.GraphDef,
     params: nnx.State,
@@ -162,12 +165,16 @@ def lmdm_loss(
     prediction: str,
     condition_dropout: float,
     times_BL: jax.Array | None = None,
+    loss_weighting: str = "uniform",
+    min_snr_gamma: float = 5.0,
 ) -> jax.Array:
     """The diffusion loss of one batch of code windows.
 
     Step 0 is the conditioning code: its offset is 0, fed clean at t = 0 and left out of the
     mean, exactly as every sampler holds it. `times_BL` are the steps' frame times after it
     (consecutive from step 1; None: 0..L-1); the model reads the window's gap `times_BL[:, 1]`.
+    `loss_weighting` (`LOSS_WEIGHTINGS`): `uniform` weights every timestep alike in the
+    prediction's own space; the others weight each timestep's error as `snr_loss_weight`.
     """
     m_BLM, alpha1_BM = offsets_from_codes(codes_BLM)
     b, length, _ = m_BLM.shape
@@ -180,5 +187,41 @@ def lmdm_loss(
     model = nnx.merge(graphdef, params)
     gap_B = None if times_BL is None else times_BL[:, 1]
     out = model(m_t_BLM, t_BL, alpha1_BM, gap_B=gap_B, drop_condition_B=drop_B)
-    weight_BL = jnp.ones((b, length)).at[:, 0].set(0.0)
-    return diffusion_loss(prediction, schedule, out, m_BLM, noise_BLM, t_BL, weight_BL)
+    mask_BL = jnp.ones((b, length)).at[:, 0].set(0.0)
+    if loss_weighting == "uniform":
+        return diffusion_loss(prediction, schedule, out, m_BLM, noise_BLM, t_BL, mask_BL)
+    weight_BL = mask_BL * snr_loss_weight(schedule, t_BL, prediction, loss_weighting, min_snr_gamma)
+    # diffusion_loss divides by the weights' sum; the weights scale the error, the mean still
+    # runs over the unmasked steps.
+    loss = diffusion_loss(prediction, schedule, out, m_BLM, noise_BLM, t_BL, weight_BL)
+    return loss * jnp.sum(weight_BL) / jnp.sum(mask_BL)
+
+
+def snr_loss_weight(
+    schedule: Schedule, t: jax.Array, prediction: str, weighting: str, gamma: float
+) -> jax.Array:
+    """Per-timestep loss weights, shaped like `t`, that make the error of `prediction`'s
+    target count as `w(SNR)` x the error in x0 (SNR = alpha_bar / (1 - alpha_bar)):
+
+    - `min_snr`: w = min(SNR, gamma) (Hang et al. 2023, "Efficient Diffusion Training via
+      Min-SNR Weighting Strategy"; gamma 5). Noisy timesteps weigh ~SNR, nearly nothing.
+    - `min_snr_plus_one`: w = min(SNR + 1, gamma): v-prediction's own weighting (SNR + 1),
+      capped at gamma, so noisy timesteps keep x0's weight 1.
+
+    An epsilon error is SNR x the x0 error and a v error SNR + 1 times it (squared), so their
+    weights are w / SNR and w / (SNR + 1).
+    """
+    alpha_bar = schedule.alphas_cumprod[t]
+    snr = alpha_bar / jnp.maximum(1.0 - alpha_bar, 1e-12)
+    offsets = {"min_snr": 0.0, "min_snr_plus_one": 1.0}
+    if weighting not in offsets:
+        raise ValueError(
+            f"diffusion.loss_weighting: expected one of {LOSS_WEIGHTINGS}, got {weighting!r}"
+        )
+    w = jnp.minimum(snr + offsets[weighting], gamma)
+    per_target = {"x0": w, "epsilon": w / snr, "v": w / (snr + 1.0)}
+    if prediction not in per_target:
+        raise ValueError(
+            f"diffusion.prediction: expected one of {sorted(per_target)}, got {prediction!r}"
+        )
+    return per_target[prediction]

@@ -4,10 +4,15 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+from flax import nnx
 
+from anchored_jax.diffusion.objectives import prediction_target
+from anchored_jax.diffusion.schedules import make_schedule
+from anchored_jax.models.leo_lmdm import LatentMotionDenoiser, offsets_from_codes
 from anchored_jax.training import loop
 from anchored_jax.training.checkpointing import RunCheckpoints
-from anchored_jax.training.tasks.lmdm import LmdmTask
+from anchored_jax.training.leo_losses import lmdm_loss
+from anchored_jax.training.tasks.lmdm import LmdmTask, lmdm_config
 from configs.lmdm import get_config
 from data_pipelines.motion_codes import (
     build_anchored_window_dataset,
@@ -126,9 +131,47 @@ def test_resumed_training_matches_the_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("weighting, offset", [("min_snr", 0.0), ("min_snr_plus_one", 1.0)])
+@pytest.mark.parametrize("prediction", ["x0", "epsilon", "v"])
+def test_snr_weighted_loss_by_hand(prediction, weighting, offset):
+    """min(SNR + offset, 5) x the squared x0 error of each noised step, however the target is
+    written."""
+    config = _tiny_config()
+    graphdef, params = nnx.split(LatentMotionDenoiser(lmdm_config(config), rngs=nnx.Rngs(0)))
+    schedule = make_schedule("cosine", 100)
+    codes_BLM = jax.random.normal(jax.random.key(1), (6, 8, 20))
+    key = jax.random.key(2)
+    common = dict(prediction=prediction, condition_dropout=0.0)
+    loss = lmdm_loss(graphdef, params, schedule, codes_BLM, key, **common,
+                     loss_weighting=weighting, min_snr_gamma=5.0)  # fmt: skip
+
+    # The same draws as the loss: timesteps, then noise; the output layer starts at 0.
+    k_t, k_noise, _ = jax.random.split(key, 3)
+    t_B = np.asarray(jax.random.randint(k_t, (6,), 0, 100))
+    m_BLM, _ = offsets_from_codes(codes_BLM)
+    noise_BLM = jax.random.normal(k_noise, m_BLM.shape)
+    t_BL = np.repeat(t_B[:, None], 8, axis=1)
+    target = np.asarray(prediction_target(prediction, schedule, m_BLM, noise_BLM, t_BL))
+    alpha_bar_B = np.asarray(schedule.alphas_cumprod)[t_B].astype(np.float64)
+    snr_B = alpha_bar_B / (1.0 - alpha_bar_B)
+    # The target's error is SNR (epsilon) or SNR + 1 (v) times the x0 error, squared-wise.
+    in_x0 = {"x0": np.ones_like(snr_B), "epsilon": snr_B, "v": snr_B + 1.0}[prediction]
+    weight_B = np.minimum(snr_B + offset, 5.0) / in_x0
+    by_hand = (weight_B[:, None, None] * np.square(target[:, 1:])).mean()
+    np.testing.assert_allclose(float(loss), by_hand, rtol=1e-4)
+    plain = lmdm_loss(graphdef, params, schedule, codes_BLM, key, **common)
+    np.testing.assert_allclose(float(plain), np.square(target[:, 1:]).mean(), rtol=1e-4)
+
+
 @pytest.mark.parametrize(
     "field, value",
-    [("diffusion.condition_dropout", 1.5), ("model.num_heads", 5), ("data.code_source", "x")],
+    [
+        ("diffusion.condition_dropout", 1.5),
+        ("diffusion.min_snr_gamma", 0.0),
+        ("diffusion.loss_weighting", "snr"),
+        ("model.num_heads", 5),
+        ("data.code_source", "x"),
+    ],
 )
 def test_bad_config_exits_with_one_line_naming_the_field(tmp_path, field, value):
     config = _tiny_config()

@@ -80,6 +80,8 @@ class LmdmTask:
                 prediction=diffusion.prediction,
                 condition_dropout=diffusion.condition_dropout,
                 times_BL=batch.get("times_BL"),
+                loss_weighting=diffusion.loss_weighting,
+                min_snr_gamma=diffusion.min_snr_gamma,
             )
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
