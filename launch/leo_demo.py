@@ -137,7 +137,7 @@ def _edited_frame(edit: str, first_HWC, landmarks_of, animator_config):
 
 
 def run_demo(animator_dir: str, lmdm_dir: str, out: str, *, first_frame="synthetic:0",
-             num_frames=1024, sequences=8, edit="glasses", seed=0, steps=0, guidance=None,
+             num_frames=1024, sequences=32, edit="glasses", seed=0, steps=0, guidance=None,
              fps=25.0, display=128, landmarks_of=None) -> dict:  # fmt: skip
     """Writes the demo's files to `out`; returns the report and the paths.
 
@@ -261,6 +261,12 @@ def _pct(value) -> str:
     return f"{100 * value:+.1f}%"
 
 
+def _relative(row: dict, key: str) -> str:
+    """ "-9.1% [-15.0, -1.1]": the relative error and its 90% paired-bootstrap interval."""
+    low, high = row[f"{key}_rel_error_interval"]
+    return f"{_pct(row[key + '_rel_error'])} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
 def report_markdown(report: dict) -> str:
     """The report's tables, as the README and docs quote them."""
     lines = [f"# LEO demo: {report['frames']} frames from {report['first_frame']}", ""]
@@ -268,13 +274,14 @@ def report_markdown(report: dict) -> str:
     if vs_real:
         lines += [
             f"Motion codes, {report['sequences']} held-out first codes, against the real codes "
-            "of the same videos (relative error in brackets):", "",
+            "of the same videos (relative error, and its 90% interval from a paired bootstrap "
+            "over the videos):", "",
             "| codes | \\|Δα\\| mean | \\|Δα\\| std | drift mean | drift std | join ÷ within "
             "| saw-tooth |", "|---|---|---|---|---|---|---|",
         ]  # fmt: skip
         for name, r in vs_real.items():
             cells = [
-                f"{r[k]:.4f}" + ("" if name == "real" else f" ({_pct(r[k + '_rel_error'])})")
+                f"{r[k]:.4f}" + ("" if name == "real" else f" ({_relative(r, k)})")
                 for k in ("delta_mean", "delta_std", "drift_mean", "drift_std")
             ]
             lines.append(
@@ -314,7 +321,9 @@ def define_flags() -> None:
         "first-frame", "synthetic:0", "synthetic:<held-out video of the LMDM's data>, or an image."
     )
     flags.DEFINE_integer("frames", 1024, f"Frames to generate, frame 0 included (<= {MAX_FRAMES}).")
-    flags.DEFINE_integer("sequences", 8, "Held-out first codes for the code statistics.")
+    flags.DEFINE_integer(
+        "sequences", 32, "Held-out first codes for the code statistics (<= the LMDM's test videos)."
+    )
     flags.DEFINE_string("edit", "glasses", "glasses, or an edited first-frame image.")
     flags.DEFINE_integer("steps", 0, "DDIM steps; 0 = the LMDM's diffusion.sample_steps.")
     flags.DEFINE_integer("seed", 0, "Noise seed.")

@@ -84,6 +84,9 @@ def test_the_demo_writes_videos_grids_plots_and_a_report(runs, tmp_path):
     assert report["edit"]["edit_change_frame0"] > 0.01 and report["edit"]["edit_kept"] > 0.3
     text = open(os.path.join(out, "report.md")).read()
     assert "| anchored |" in text and "Edited first frame" in text
+    low, high = vs_real["anchored"]["delta_mean_rel_error_interval"]
+    assert low <= vs_real["anchored"]["delta_mean_rel_error"] <= high
+    assert f"[{100 * low:+.1f}, {100 * high:+.1f}]" in text  # the interval, in the table
     # Bad inputs: one line naming the flag, nothing computed.
     with pytest.raises(ValueError, match=r"--sequences: expected 1\.\.2"):
         run_demo(runs["animator"], runs["lmdm"], str(tmp_path / "x"), num_frames=FRAMES,
