@@ -157,6 +157,13 @@ def run_demo(animator_dir: str, lmdm_dir: str, out: str, *, first_frame="synthet
     animator = load_model(animator_dir, "animator", "--animator")
     lmdm = load_model(lmdm_dir, "lmdm", "--lmdm")
     leo.check_pair(animator, lmdm)
+    data = lmdm[0].data
+    if data.source == "synthetic":  # known before any code is extracted
+        held_out = data.num_test_identities * data.videos_per_identity
+        if not 1 <= sequences <= held_out:
+            raise InputError(
+                f"--sequences: expected 1..{held_out} (held-out videos), got {sequences}"
+            )
     length = lmdm[0].model.length
     first_HWC, real_THWC, real_codes_TM, landmark_kind = _first_frame(
         first_frame, animator, lmdm, num_frames
