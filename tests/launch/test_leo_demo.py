@@ -93,7 +93,8 @@ def test_the_demo_writes_videos_grids_plots_and_a_report(runs, tmp_path):
                  sequences=3, landmarks_of=runs["landmarks_of"])  # fmt: skip
     with pytest.raises(ValueError, match=r"--edit .*missing\.png"):
         run_demo(runs["animator"], runs["lmdm"], str(tmp_path / "y"), num_frames=FRAMES,
-                 edit=str(tmp_path / "missing.png"), landmarks_of=runs["landmarks_of"])  # fmt: skip
+                 sequences=2, edit=str(tmp_path / "missing.png"),
+                 landmarks_of=runs["landmarks_of"])  # fmt: skip
 
 
 def test_landmarks_are_ibug68_and_frames_without_a_face_borrow_the_last_found():
