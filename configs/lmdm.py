@@ -123,7 +123,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # --- logging and evaluation --------------------------------------------------------------
     config.logging = logging = ml_collections.ConfigDict()
     logging.log_every_steps = 100  # steps between train-loss scalars
-    logging.eval_sequences = 64  # held-out windows compared by delta statistics at the end
+    # Held-out windows compared by delta statistics at the end (first-frame samples). Windows'
+    # speeds vary: 64 give a 90% interval of about +-9% on the relative error, 512 about +-3%.
+    logging.eval_sequences = 512
     logging.chain_frames = 1024  # frames of the chained generation reported at the end
     logging.chain_sequences = 4  # chained sequences (first codes from held-out videos)
     return config

@@ -51,12 +51,16 @@ def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | Non
         if jax.process_index() == 0:
             with open(os.path.join(workdir, EVAL_FILE), "w") as f:
                 json.dump(summary, f, indent=1)
+        print(f"LMDM step {summary['step']}, first-frame samples against held-out real windows:")
+        for key in ("delta_mean", "delta_std"):
+            low, high = summary[f"{key}_rel_error_interval"]
+            print(
+                f"  |delta alpha| {key[6:]}: generated {summary['generated_' + key]:.4f}, real "
+                f"{summary['real_' + key]:.4f} ({100 * summary[key + '_rel_error']:+.1f}%; 90% "
+                f"interval {100 * low:+.1f}% to {100 * high:+.1f}%)"
+            )
         print(
-            f"LMDM step {summary['step']}: |delta alpha| generated mean "
-            f"{summary['generated_delta_mean']:.4f} std {summary['generated_delta_std']:.4f}; "
-            f"held-out real mean {summary['real_delta_mean']:.4f} "
-            f"std {summary['real_delta_std']:.4f}; "
-            f"{config.logging.chain_frames}-frame chain norm by window "
+            f"  {config.logging.chain_frames}-frame chain norm by window "
             f"{[round(v, 2) for v in summary['chain_norm']['norm_mean']]}"
         )
     logging.info("Finished at step %d.", summary["step"])

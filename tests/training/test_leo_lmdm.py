@@ -88,6 +88,8 @@ def test_training_lowers_the_loss_and_chains_1024_frames(tmp_path):
     assert summary["step"] == 50
     assert summary["final_loss"] < 0.6 * summary["first_logged_loss"], summary
     assert np.isfinite(summary["generated_delta_mean"])
+    low, high = summary["delta_mean_rel_error_interval"]
+    assert low <= summary["delta_mean_rel_error"] <= high
     # LEO chaining: 1024 finite codes whose norm stays in the range of the data's.
     assert summary["chain_finite"]
     norms = summary["chain_norm"]

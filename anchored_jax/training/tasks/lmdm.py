@@ -25,6 +25,7 @@ from anchored_jax.sampling.leo_motion_generation import (
     motion_norm_statistics,
     sample_motion,
 )
+from anchored_jax.sampling.leo_motion_statistics import bootstrap_rel_errors
 from anchored_jax.training.config_checks import validate_lmdm_config
 from anchored_jax.training.leo_losses import lmdm_loss
 from anchored_jax.training.optimizer import make_optimizer
@@ -136,6 +137,11 @@ class LmdmTask:
             "chain_norm": motion_norm_statistics(chained),
             "real_norm_mean": float(np.linalg.norm(real_BLM, axis=-1).mean()),
         }
+        # 90% intervals of the relative errors, over paired resamplings of the windows.
+        intervals = bootstrap_rel_errors(real_BLM, np.asarray(generated))
+        for key in ("delta_mean", "delta_std"):
+            metrics[f"{key}_rel_error"] = metrics[f"generated_{key}"] / real[key] - 1.0
+            metrics[f"{key}_rel_error_interval"] = intervals[key]
         logging.info(
             "step %d: |delta alpha| generated %.4f, held-out real %.4f",
             step,
