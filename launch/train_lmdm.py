@@ -52,10 +52,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | Non
             with open(os.path.join(workdir, EVAL_FILE), "w") as f:
                 json.dump(summary, f, indent=1)
         print(f"LMDM step {summary['step']}, first-frame samples against held-out real windows:")
-        for key in ("delta_mean", "delta_std"):
+        for key, name in (("delta_mean", "mean"), ("delta_std", "std")):
             low, high = summary[f"{key}_rel_error_interval"]
             print(
-                f"  |delta alpha| {key[6:]}: generated {summary['generated_' + key]:.4f}, real "
+                f"  |delta alpha| {name}: generated {summary['generated_' + key]:.4f}, real "
                 f"{summary['real_' + key]:.4f} ({100 * summary[key + '_rel_error']:+.1f}%; 90% "
                 f"interval {100 * low:+.1f}% to {100 * high:+.1f}%)"
             )

@@ -105,3 +105,34 @@ def diffusion_loss(
     )
     total = jnp.sum(weight_full)
     return jnp.where(total > 0, jnp.sum(weight_full * sq_err) / jnp.maximum(total, 1e-12), 0.0)
+
+
+# Timestep weightings of a loss, each a w(SNR) on the squared error in x0; "uniform" weighs
+# every timestep alike in the prediction's own space. The others: w = min(SNR + offset, gamma).
+_SNR_OFFSETS = {"min_snr": 0.0, "min_snr_plus_one": 1.0}
+LOSS_WEIGHTINGS = ("uniform", *_SNR_OFFSETS)
+
+
+def snr_loss_weight(
+    schedule: Schedule, t: jax.Array, prediction: str, weighting: str, gamma: float
+) -> jax.Array:
+    """Per-timestep loss weights, shaped like `t`, that make the error of `prediction`'s
+    target count as `w(SNR)` x the error in x0 (SNR = alpha_bar / (1 - alpha_bar)):
+
+    - `min_snr`: w = min(SNR, gamma) (Hang et al. 2023, "Efficient Diffusion Training via
+      Min-SNR Weighting Strategy"; gamma 5). Noisy timesteps weigh ~SNR, nearly nothing.
+    - `min_snr_plus_one`: w = min(SNR + 1, gamma): v-prediction's own weighting (SNR + 1),
+      capped at gamma, so noisy timesteps keep x0's weight 1.
+
+    An epsilon error is SNR x the x0 error and a v error SNR + 1 times it (squared), so their
+    weights are w / SNR and w / (SNR + 1).
+    """
+    check_prediction_kind(prediction)
+    if weighting not in _SNR_OFFSETS:
+        raise ValueError(
+            f"diffusion.loss_weighting: expected one of {list(_SNR_OFFSETS)}, got {weighting!r}"
+        )
+    alpha_bar = schedule.alphas_cumprod[t]
+    snr = alpha_bar / jnp.maximum(1.0 - alpha_bar, 1e-12)
+    w = jnp.minimum(snr + _SNR_OFFSETS[weighting], gamma)
+    return {"x0": w, "epsilon": w / snr, "v": w / (snr + 1.0)}[prediction]

@@ -348,9 +348,9 @@ def validate_animator_config(config: ml_collections.ConfigDict) -> None:
 
 def validate_lmdm_config(config: ml_collections.ConfigDict) -> None:
     """The LMDM's model, diffusion, optimiser, data windows, checkpoint and logging (no I/O)."""
+    from anchored_jax.diffusion.objectives import LOSS_WEIGHTINGS  # noqa: PLC0415
     from anchored_jax.diffusion.schedules import make_schedule  # noqa: PLC0415
     from anchored_jax.models.leo_lmdm import LmdmConfig  # noqa: PLC0415
-    from anchored_jax.training.leo_losses import LOSS_WEIGHTINGS  # noqa: PLC0415
 
     try:
         LmdmConfig(**config.model.to_dict())

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from anchored_jax.diffusion.objectives import diffusion_loss
+from anchored_jax.diffusion.objectives import diffusion_loss, snr_loss_weight
 from anchored_jax.diffusion.schedules import Schedule, q_sample
 from anchored_jax.models.leo_lmdm import offsets_from_codes
 from anchored_jax.sampling.motion_edits import REGIONS
@@ -152,9 +152,6 @@ def psnr(fake: jax.Array, real: jax.Array) -> jax.Array:
     return 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-10))
 
 
-LOSS_WEIGHTINGS = ("uniform", "min_snr", "min_snr_plus_one")
-
-
 def lmdm_loss(
     graphdef: nnx.GraphDef,
     params: nnx.State,
@@ -173,8 +170,8 @@ def lmdm_loss(
     Step 0 is the conditioning code: its offset is 0, fed clean at t = 0 and left out of the
     mean, exactly as every sampler holds it. `times_BL` are the steps' frame times after it
     (consecutive from step 1; None: 0..L-1); the model reads the window's gap `times_BL[:, 1]`.
-    `loss_weighting` (`LOSS_WEIGHTINGS`): `uniform` weights every timestep alike in the
-    prediction's own space; the others weight each timestep's error as `snr_loss_weight`.
+    `loss_weighting` (`diffusion.objectives.LOSS_WEIGHTINGS`): `uniform` weights every timestep
+    alike in the prediction's own space; the others weight each one as `snr_loss_weight`.
     """
     m_BLM, alpha1_BM = offsets_from_codes(codes_BLM)
     b, length, _ = m_BLM.shape
@@ -195,33 +192,3 @@ def lmdm_loss(
     # runs over the unmasked steps.
     loss = diffusion_loss(prediction, schedule, out, m_BLM, noise_BLM, t_BL, weight_BL)
     return loss * jnp.sum(weight_BL) / jnp.sum(mask_BL)
-
-
-def snr_loss_weight(
-    schedule: Schedule, t: jax.Array, prediction: str, weighting: str, gamma: float
-) -> jax.Array:
-    """Per-timestep loss weights, shaped like `t`, that make the error of `prediction`'s
-    target count as `w(SNR)` x the error in x0 (SNR = alpha_bar / (1 - alpha_bar)):
-
-    - `min_snr`: w = min(SNR, gamma) (Hang et al. 2023, "Efficient Diffusion Training via
-      Min-SNR Weighting Strategy"; gamma 5). Noisy timesteps weigh ~SNR, nearly nothing.
-    - `min_snr_plus_one`: w = min(SNR + 1, gamma): v-prediction's own weighting (SNR + 1),
-      capped at gamma, so noisy timesteps keep x0's weight 1.
-
-    An epsilon error is SNR x the x0 error and a v error SNR + 1 times it (squared), so their
-    weights are w / SNR and w / (SNR + 1).
-    """
-    alpha_bar = schedule.alphas_cumprod[t]
-    snr = alpha_bar / jnp.maximum(1.0 - alpha_bar, 1e-12)
-    offsets = {"min_snr": 0.0, "min_snr_plus_one": 1.0}
-    if weighting not in offsets:
-        raise ValueError(
-            f"diffusion.loss_weighting: expected one of {LOSS_WEIGHTINGS}, got {weighting!r}"
-        )
-    w = jnp.minimum(snr + offsets[weighting], gamma)
-    per_target = {"x0": w, "epsilon": w / snr, "v": w / (snr + 1.0)}
-    if prediction not in per_target:
-        raise ValueError(
-            f"diffusion.prediction: expected one of {sorted(per_target)}, got {prediction!r}"
-        )
-    return per_target[prediction]

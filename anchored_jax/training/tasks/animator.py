@@ -4,7 +4,7 @@ on (source, driving) frame pairs, evaluated by self-reconstruction of held-out v
 The step is LEO's `make_train_step` (anchored_jax/training/leo_animator_step.py), wrapped so
 that it reads and writes the loop's one `TrainState`: `params` and `opt_state` hold the two
 networks as {"gen", "disc"}, and there is no EMA. The frozen VGG19 parameters of the
-perceptual loss and the landmark regressor's of the keypoint loss come in as the step's
+perceptual loss and the landmark regressor of the keypoint loss come in as the step's
 `frozen` argument. Evaluation: frame 0 of each held-out video is the source and every frame
 drives it, reported against the copy-source baseline
 (predicting frame 0 everywhere), and drawn as a figure. When the launcher supplies exact
