@@ -13,10 +13,10 @@ buys. Sizes are for 256px frames as 32x32x4 latents, patch 2.
 import os
 
 # Eight simulated devices, set before jax is imported (a no-op if the caller already chose).
+from anchored_jax.parallel.local_processes import simulated_devices_flags  # imports no jax
+
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    ).strip()
+    os.environ["XLA_FLAGS"] = simulated_devices_flags(8, os.environ.get("XLA_FLAGS", ""))
 
 from absl import flags  # noqa: E402
 

@@ -8,10 +8,10 @@ cores) the ideal is equal tokens/s: the ratio shows what partitioning and collec
 
 import os
 
+from anchored_jax.parallel.local_processes import simulated_devices_flags  # imports no jax
+
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    ).strip()
+    os.environ["XLA_FLAGS"] = simulated_devices_flags(8, os.environ.get("XLA_FLAGS", ""))
 
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402

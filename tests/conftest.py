@@ -14,7 +14,11 @@ import sys
 
 import pytest
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+from anchored_jax.parallel.local_processes import simulated_devices_flags  # imports no jax
+
+# Eight simulated devices, and XLA:CPU's collective abort timeout raised: a loaded 2-core
+# machine can hold one device thread of a collective past XLA's default 40 s.
+os.environ.setdefault("XLA_FLAGS", simulated_devices_flags(8))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 

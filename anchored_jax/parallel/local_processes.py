@@ -19,6 +19,20 @@ import time
 from collections.abc import Sequence
 
 _DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=\S+")
+_TERMINATE_FLAG = "--xla_cpu_collective_call_terminate_timeout_seconds"
+# XLA:CPU aborts the process when a collective's device threads have not all arrived within
+# 40 s (its default). Simulated devices share the host's cores, so on a loaded 2-core machine
+# one device thread can lag that long with nothing wrong; allow 10 minutes instead.
+CPU_COLLECTIVE_TERMINATE_S = 600
+
+
+def simulated_devices_flags(count: int, flags: str = "") -> str:
+    """`flags` (an XLA_FLAGS value) with `count` simulated CPU devices, replacing any device count
+    already there, and XLA:CPU's collective abort timeout raised unless `flags` sets it."""
+    flags = _DEVICE_COUNT_FLAG.sub("", flags).strip()
+    if _TERMINATE_FLAG not in flags:
+        flags = f"{flags} {_TERMINATE_FLAG}={CPU_COLLECTIVE_TERMINATE_S}"
+    return f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
 def free_port() -> int:
@@ -44,9 +58,7 @@ def process_env(
         PYTHONUNBUFFERED="1",  # lines arrive as they are printed, not at exit
     )
     if devices_per_process is not None:
-        flags = _DEVICE_COUNT_FLAG.sub("", env.get("XLA_FLAGS", "")).strip()
-        count = f"--xla_force_host_platform_device_count={devices_per_process}"
-        env["XLA_FLAGS"] = f"{flags} {count}".strip()
+        env["XLA_FLAGS"] = simulated_devices_flags(devices_per_process, env.get("XLA_FLAGS", ""))
         env["JAX_PLATFORMS"] = "cpu"  # simulated devices exist on the CPU platform only
     return env
 

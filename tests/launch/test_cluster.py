@@ -76,5 +76,12 @@ def test_local_process_environment_names_the_job_and_its_devices():
     )
     assert env["JAX_COORDINATOR_ADDRESS"] == "127.0.0.1:4321"
     assert (env["JAX_NUM_PROCESSES"], env["JAX_PROCESS_ID"]) == ("2", "1")
-    assert env["XLA_FLAGS"] == "--a --xla_force_host_platform_device_count=4"
+    assert env["XLA_FLAGS"] == (
+        "--a --xla_cpu_collective_call_terminate_timeout_seconds=600"
+        " --xla_force_host_platform_device_count=4"
+    )
     assert env["JAX_PLATFORMS"] == "cpu"
+    # A collective timeout the caller chose is kept.
+    chosen = "--xla_cpu_collective_call_terminate_timeout_seconds=5"
+    env = process_env(0, 2, 4321, 2, base={"XLA_FLAGS": chosen})
+    assert env["XLA_FLAGS"] == f"{chosen} --xla_force_host_platform_device_count=2"

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import pytest
 
+from anchored_jax.parallel.local_processes import simulated_devices_flags
 from anchored_jax.parallel.multihost import HEARTBEAT_TIMEOUT_S
 
 pytestmark = pytest.mark.slow
@@ -40,7 +41,7 @@ _LOSS = re.compile(r"\] \[(\d+)\] .*train_loss=([-+0-9.e]+)")
 def _env(devices: int) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     env.update(
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        XLA_FLAGS=simulated_devices_flags(devices),
         JAX_PLATFORMS="cpu",
         PYTHONUNBUFFERED="1",
     )
