@@ -28,6 +28,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import ml_collections  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
 from anchored_jax.evaluation.leo_plots import write_norm_plot  # noqa: E402
@@ -35,6 +36,7 @@ from anchored_jax.pipelines import leo  # noqa: E402
 from anchored_jax.pipelines.checkpoints import load_model  # noqa: E402
 from anchored_jax.pipelines.command_line import run  # noqa: E402
 from anchored_jax.sampling.leo_motion_generation import motion_norm_statistics  # noqa: E402
+from anchored_jax.sampling.leo_motion_statistics import relative_error_text  # noqa: E402
 from data_pipelines.inference_inputs import InputError, check_frames, load_source_image  # noqa: E402
 from data_pipelines.lmdm_codes import load_codes  # noqa: E402
 from data_pipelines.motion_codes import write_code_file  # noqa: E402
@@ -46,15 +48,35 @@ REPORTED = ("delta_mean", "delta_std", "drift_mean", "drift_std")  # --compare v
 generate_codes = leo.generate_codes
 
 
+def compared_codes(config, split: str, first: int, count: int):
+    """Codes `[N - first, T, M]` of a split's videos from video `first` on. The synthetic faces'
+    held-out split grows to hold videos `first .. first + count - 1` (held-out identity i is
+    the same face whatever the count), so videos the LMDM's own evaluation never read can be
+    compared; any other source has the videos it has."""
+    data = config.data
+    if split == "test" and data.source == "synthetic":
+        identities = -(-(first + count) // data.videos_per_identity)
+        if identities > data.num_test_identities:
+            config = ml_collections.ConfigDict(config.to_dict())
+            config.data.num_test_identities = identities
+    codes = load_codes(config, split)
+    if first >= len(codes):
+        raise ValueError(f"--first_sequence: expected < {len(codes)} ({split} videos), got {first}")
+    return codes[first:]
+
+
 def compare(lmdm, out: str, *, num_frames: int, sequences: int, seed=0, steps=0,
-            guidance=None, split="test") -> dict:  # fmt: skip
-    """Both methods from the first codes of a split's videos (held-out by default): the plot
-    at `out`, statistics in `<out>.json`."""
+            guidance=None, split="test", first_sequence=0) -> dict:  # fmt: skip
+    """Both methods from the first codes of a split's videos `first_sequence ..
+    first_sequence + sequences - 1` (held-out by default): the plot at `out`, statistics in
+    `<out>.json`."""
     results, codes = leo.compare_methods(
-        lmdm, load_codes(lmdm[0], split), num_frames=num_frames, sequences=sequences,
-        seed=seed, steps=steps, guidance=guidance,
+        lmdm, compared_codes(lmdm[0], split, first_sequence, sequences),
+        num_frames=num_frames, sequences=sequences, seed=seed, steps=steps, guidance=guidance,
     )  # fmt: skip
-    title = f"LMDM motion norm over {num_frames} frames, {sequences} held-out first codes"
+    results["videos"] = [first_sequence, first_sequence + sequences]  # [first, end)
+    videos = f"{split} videos {first_sequence}..{first_sequence + sequences - 1}"
+    title = f"LMDM motion norm over {num_frames} frames, first codes of {videos}"
     write_norm_plot(out, codes, title)
     with open(f"{os.path.splitext(out)[0]}.json", "w") as f:
         json.dump(results, f, indent=1)
@@ -123,6 +145,10 @@ def define_flags() -> None:
     flags.DEFINE_string("method", "anchored", "chain | anchored.")
     flags.DEFINE_bool("compare", False, "Plot both methods' motion norm (no animator needed).")
     flags.DEFINE_integer("sequences", 4, "--compare: held-out first codes to start from.")
+    flags.DEFINE_integer(
+        "first_sequence", 0, "--compare: the first of the split's videos to start from (synthetic"
+        " held-out videos past the LMDM's own test count are made as needed)."
+    )  # fmt: skip
     flags.DEFINE_integer("steps", 0, "DDIM steps; 0 = the LMDM's diffusion.sample_steps.")
     flags.DEFINE_float("guidance", None, "CFG scale; default: the LMDM's diffusion.guidance_scale.")
     flags.DEFINE_enum("split", "test", ["test", "train"], "--compare: whose videos' codes.")
@@ -144,8 +170,9 @@ def main(argv):
         if not FLAGS.lmdm:
             raise InputError("--lmdm is required")
         check_frames(FLAGS.frames)
-        for name, lowest in (("sequences", 1), ("steps", 0), ("chunk_size", 1), ("devices", 0),
-                             ("batch_size", 1), ("display_size", 8)):  # fmt: skip
+        for name, lowest in (("sequences", 1), ("first_sequence", 0), ("steps", 0),
+                             ("chunk_size", 1), ("devices", 0), ("batch_size", 1),
+                             ("display_size", 8)):  # fmt: skip
             if getattr(FLAGS, name) < lowest:
                 raise InputError(f"--{name}: expected >= {lowest}, got {getattr(FLAGS, name)}")
         if FLAGS.method not in METHODS:
@@ -159,6 +186,7 @@ def main(argv):
             results = compare(
                 lmdm, FLAGS.out, num_frames=FLAGS.frames, sequences=FLAGS.sequences,
                 seed=FLAGS.seed, steps=FLAGS.steps, guidance=FLAGS.guidance, split=FLAGS.split,
+                first_sequence=FLAGS.first_sequence,
             )  # fmt: skip
             for method in METHODS:
                 r = results[method]
@@ -169,8 +197,8 @@ def main(argv):
                 )
             for name, r in results.get("vs_real", {}).items():
                 errors = "" if name == "real" else (
-                    " (vs real: "
-                    + ", ".join(f"{100 * r[f'{k}_rel_error']:+.1f}%" for k in REPORTED)
+                    " (vs real, 90% intervals: "
+                    + ", ".join(relative_error_text(r, k) for k in REPORTED)
                     + ")"
                 )  # fmt: skip
                 print(

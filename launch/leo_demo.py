@@ -51,6 +51,7 @@ from anchored_jax.evaluation.leo_video_metrics import (  # noqa: E402
 from anchored_jax.pipelines import leo  # noqa: E402
 from anchored_jax.pipelines.checkpoints import load_model  # noqa: E402
 from anchored_jax.pipelines.command_line import run  # noqa: E402
+from anchored_jax.sampling.leo_motion_statistics import relative_error_text  # noqa: E402
 from anchored_jax.training.sample_grid import to_uint8  # noqa: E402
 from data_pipelines.image_edits import EDITS, draw_glasses  # noqa: E402
 from data_pipelines.inference_inputs import (  # noqa: E402
@@ -264,16 +265,6 @@ def run_demo(animator_dir: str, lmdm_dir: str, out: str, *, first_frame="synthet
     return dict(report=report, paths=sorted(paths.values()))
 
 
-def _pct(value) -> str:
-    return f"{100 * value:+.1f}%"
-
-
-def _relative(row: dict, key: str) -> str:
-    """ "-9.1% [-15.0, -1.1]": the relative error and its 90% paired-bootstrap interval."""
-    low, high = row[f"{key}_rel_error_interval"]
-    return f"{_pct(row[key + '_rel_error'])} [{100 * low:+.1f}, {100 * high:+.1f}]"
-
-
 def report_markdown(report: dict) -> str:
     """The report's tables, as the README and docs quote them."""
     lines = [f"# LEO demo: {report['frames']} frames from {report['first_frame']}", ""]
@@ -288,7 +279,7 @@ def report_markdown(report: dict) -> str:
         ]  # fmt: skip
         for name, r in vs_real.items():
             cells = [
-                f"{r[k]:.4f}" + ("" if name == "real" else f" ({_relative(r, k)})")
+                f"{r[k]:.4f}" + ("" if name == "real" else f" ({relative_error_text(r, k)})")
                 for k in ("delta_mean", "delta_std", "drift_mean", "drift_std")
             ]
             lines.append(

@@ -122,3 +122,10 @@ def long_motion_report(real_BTM, generated: dict, length: int) -> dict:
         ]
         report[name] = summary
     return report
+
+
+def relative_error_text(row: dict, key: str) -> str:
+    """ "-9.1% [-15.0, -1.1]": a `long_motion_report` row's relative error of `key` and its 90%
+    paired-bootstrap interval, in percent."""
+    low, high = row[f"{key}_rel_error_interval"]
+    return f"{100 * row[key + '_rel_error']:+.1f}% [{100 * low:+.1f}, {100 * high:+.1f}]"

@@ -13,13 +13,19 @@ from anchored_jax.diffusion.schedules import make_schedule
 from anchored_jax.interop.export_inference import save_inference_checkpoint
 from anchored_jax.interop.lia_import import lia_generator_params
 from anchored_jax.pipelines.checkpoints import load_model
-from anchored_jax.pipelines.leo import animator_fns, generate_codes, render_codes
+from anchored_jax.pipelines.leo import (
+    animator_fns,
+    compare_methods,
+    generate_codes,
+    render_codes,
+)
 from anchored_jax.sampling.leo_anchored_motion import anchored_motion
 from anchored_jax.sampling.leo_motion_generation import chain_motion, sample_motion
 from anchored_jax.training.checkpointing import RunCheckpoints
 from anchored_jax.training.tasks.lmdm import init_lmdm
 from configs import lmdm as lmdm_configs
 from data_pipelines.inference_inputs import InputError as AnimateError
+from data_pipelines.lmdm_codes import load_codes
 from data_pipelines.motion_codes import read_code_file
 from data_pipelines.video_decoding import probe_video
 from launch.generate import compare, generate
@@ -101,16 +107,48 @@ def test_both_methods_equal_the_library_and_chain_joins_are_continuous(runs, tmp
         assert saved[method]["finite"] and len(saved[method]["norm_mean"]) == 8
         assert saved[method]["norm_mean"] == results[method]["norm_mean"]
     assert os.path.isfile(tmp_path / "cmp.png")
+    # The training split holds the videos it has (the synthetic held-out split grows: below).
+    train_videos = lmdm[0].data.num_train_identities * lmdm[0].data.videos_per_identity
     with pytest.raises(
-        ValueError, match=r"--sequences: expected 1\.\.1 \(held-out videos\), got 2"
+        ValueError, match=rf"--first_sequence: expected < {train_videos} \(train videos\)"
     ):
-        compare(lmdm, str(tmp_path / "cmp2.png"), num_frames=FRAMES, sequences=2)
+        compare(lmdm, str(tmp_path / "cmp2.png"), num_frames=FRAMES, sequences=1,
+                split="train", first_sequence=train_videos)  # fmt: skip
+    with pytest.raises(ValueError, match=r"--sequences: expected 1\.\.1 \(held-out videos\)"):
+        compare(lmdm, str(tmp_path / "cmp2.png"), num_frames=FRAMES, sequences=2,
+                split="train", first_sequence=train_videos - 1)  # fmt: skip
     with pytest.raises(AnimateError, match="--first-frame .*missing.png: no such image file"):
         generate("", "", str(tmp_path / "missing.png"), str(tmp_path / "x.mp4"),
                  method="chain", num_frames=8, loaded=(anim, lmdm))  # fmt: skip
     with pytest.raises(ValueError, match="--method: expected one of"):
         generate("", "", runs["first"], str(tmp_path / "x.mp4"), method="loop", num_frames=8,
                  loaded=(anim, lmdm))  # fmt: skip
+
+
+def test_compare_from_later_held_out_videos_than_the_run_evaluates(runs, tmp_path):
+    lmdm = load_model(runs["lmdm"], "lmdm", "--lmdm")
+    assert lmdm[0].data.num_test_identities == 1
+    # Videos 1 and 2 of the synthetic held-out split: made for the comparison, the same faces
+    # a run holding 3 test identities has.
+    results = compare(lmdm, str(tmp_path / "later.png"), num_frames=FRAMES, sequences=2,
+                      first_sequence=1)  # fmt: skip
+    assert results["videos"] == [1, 3]
+    wider = lmdm[0].copy_and_resolve_references()
+    wider.data.num_test_identities = 3
+    real = load_codes(wider, "test")
+    expected, _ = compare_methods(lmdm, real[1:], num_frames=FRAMES, sequences=2)
+    for method in ("chain", "anchored"):
+        assert results[method]["norm_mean"] == expected[method]["norm_mean"]
+    # ... and not the run's own first video's.
+    first, _ = compare_methods(lmdm, real, num_frames=FRAMES, sequences=2)
+    assert results["anchored"]["norm_mean"] != first["anchored"]["norm_mean"]
+    result = run_module(
+        "launch.generate", "--lmdm", runs["lmdm"], "--compare", "--frames", FRAMES,
+        "--first_sequence", -1, "--out", tmp_path / "bad.png",
+    )  # fmt: skip
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line == "error: --first_sequence: expected >= 0, got -1"
 
 
 def test_generate_command_line(runs, tmp_path):
