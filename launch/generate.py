@@ -16,7 +16,9 @@ an edited first frame with the same motion) and `<out>_motion_norm.png` (||alpha
 
 `--compare` needs no animator: it runs both methods from the first codes of `--sequences`
 held-out videos of the LMDM's own data, and writes the norm-over-time plot of both to `--out`
-and their `motion_norm_statistics` and join statistics to `<out>.json`.
+and their `motion_norm_statistics` and join statistics to `<out>.json`. `--first_sequence K`
+starts at held-out video K: on synthetic faces, videos past the run's own test count are made
+(and their codes cached), so a comparison can use videos no choice of the run has read.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from data_pipelines.inference_inputs import InputError, check_frames, load_sourc
 from data_pipelines.lmdm_codes import load_codes  # noqa: E402
 from data_pipelines.motion_codes import write_code_file  # noqa: E402
 from data_pipelines.output_videos import PanelVideos, to_display  # noqa: E402
+from data_pipelines.synthetic_faces import TEST_IDENTITY_OFFSET  # noqa: E402
 from data_pipelines.video_writing import check_output_video  # noqa: E402
 
 METHODS = leo.METHODS
@@ -56,7 +59,14 @@ def compared_codes(config, split: str, first: int, count: int):
     data = config.data
     if split == "test" and data.source == "synthetic":
         identities = -(-(first + count) // data.videos_per_identity)
+        if identities > TEST_IDENTITY_OFFSET:
+            raise ValueError(
+                f"--first_sequence {first} + --sequences {count}: expected at most "
+                f"{TEST_IDENTITY_OFFSET * data.videos_per_identity} synthetic held-out videos"
+            )
         if identities > data.num_test_identities:
+            # Codes are extracted (and cached) for every held-out video up to the last one.
+            logging.warning("extracting the codes of %d held-out videos", first + count)
             config = ml_collections.ConfigDict(config.to_dict())
             config.data.num_test_identities = identities
     codes = load_codes(config, split)

@@ -149,6 +149,9 @@ def test_compare_from_later_held_out_videos_than_the_run_evaluates(runs, tmp_pat
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line == "error: --first_sequence: expected >= 0, got -1"
+    with pytest.raises(ValueError, match=r"--first_sequence 2000000 \+ --sequences 4: expected at"):
+        compare(lmdm, str(tmp_path / "far.png"), num_frames=FRAMES, sequences=4,
+                first_sequence=2_000_000)  # fmt: skip
 
 
 def test_generate_command_line(runs, tmp_path):
