@@ -1,5 +1,6 @@
 """A small job for the multi-process tests: start up, one cross-process collective, then a
-chosen fate: `ok`, `raise` (process 1 fails with an error) or `loop` (keep exchanging)."""
+chosen fate: `ok`, `raise` (process 1 fails with an error while process 0 waits for it in a
+collective) or `loop` (keep exchanging)."""
 
 import sys
 import time
@@ -19,10 +20,12 @@ print(
     flush=True,
 )
 fate = sys.argv[1] if len(sys.argv) > 1 else "ok"
-if fate == "raise" and jax.process_index() == 1:
-    raise RuntimeError("a fault of process 1 alone")
 if fate in ("raise", "loop"):
     print("looping", flush=True)
     for i in range(100_000):
+        if fate == "raise" and i == 3 and jax.process_index() == 1:
+            # Process 0 has passed exchange 2 and now waits for this process in exchange 3.
+            time.sleep(2.0)
+            raise RuntimeError("a fault of process 1 alone")
         multihost_utils.process_allgather(jnp.array([float(i)]))
         time.sleep(0.05)
