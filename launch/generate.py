@@ -30,7 +30,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import ml_collections  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
 from anchored_jax.evaluation.leo_plots import write_norm_plot  # noqa: E402
@@ -67,7 +66,7 @@ def compared_codes(config, split: str, first: int, count: int):
         if identities > data.num_test_identities:
             # Codes are extracted (and cached) for every held-out video up to the last one.
             logging.warning("extracting the codes of %d held-out videos", first + count)
-            config = ml_collections.ConfigDict(config.to_dict())
+            config = config.copy_and_resolve_references()
             config.data.num_test_identities = identities
     codes = load_codes(config, split)
     if first >= len(codes):
