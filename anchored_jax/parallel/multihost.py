@@ -8,9 +8,10 @@ Where the processes come from, in order:
 A plain single process skips all of this quietly.
 
 Processes on CPU exchange collectives over gloo (`python -m launch.cluster local` runs several
-on one machine). A peer that dies is noticed through JAX's coordination service: survivors
-stop within `HEARTBEAT_TIMEOUT_S` (plus a few seconds) with a non-zero exit instead of waiting
-in a collective forever.
+on one machine). A peer process that dies is noticed within seconds by the peer watch
+(`peer_watch.py`), and survivors exit 1 with one line; a host that vanishes without closing
+its connections is noticed by JAX's coordination service, which stops the survivors within
+`HEARTBEAT_TIMEOUT_S` (plus a few seconds). Either way nothing waits in a collective forever.
 """
 
 import os
@@ -21,7 +22,10 @@ from collections.abc import Mapping
 import jax
 import numpy as np
 from absl import logging
+from jax._src import distributed as jax_distributed
 from jax.sharding import NamedSharding
+
+from anchored_jax.parallel import peer_watch
 
 # Environment variables that mean "JAX's cluster detection can find the peers".
 _CLUSTER_HINTS = ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
@@ -115,6 +119,12 @@ def initialize_distributed(
         shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_S,
     )
     sys.excepthook = _stop_this_process
+    # JAX's own client carries the watch's port in its key-value store (orbax reads the same
+    # private state for its barriers).
+    state = jax_distributed.global_state
+    peer_watch.start(
+        state.client, jax.process_index(), jax.process_count(), state.coordinator_address
+    )
     logging.info(
         "Process %d of %d; %d local of %d global devices.",
         jax.process_index(),
@@ -139,16 +149,13 @@ def _stop_this_process(kind, error, tb) -> None:
     """
     message = (str(error).strip().splitlines() or [""])[0]
     lost_peer = any(sign in message for sign in _LOST_PEER_SIGNS)
-    if not lost_peer:
-        traceback.print_exception(kind, error, tb)
+    trace = "" if lost_peer else "".join(traceback.format_exception(kind, error, tb))
     cause = "another process of the job stopped (see its log)" if lost_peer else "an error"
-    sys.stderr.write(
+    peer_watch.stop_now(
         f"error: process {jax.process_index()} of {jax.process_count()} stopped after "
-        f"{cause}: {kind.__name__}: {message}\n"
+        f"{cause}: {kind.__name__}: {message}",
+        trace,
     )
-    sys.stderr.flush()
-    sys.stdout.flush()
-    os._exit(1)
 
 
 def process_batch_size(global_batch_size: int) -> int:

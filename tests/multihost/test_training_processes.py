@@ -168,14 +168,13 @@ def test_kill_9_of_one_process_stops_the_other_within_the_bound_and_both_resume(
     lines.append(job.communicate(timeout=HEARTBEAT_TIMEOUT_S + 120)[0])
     elapsed = time.monotonic() - killed
     output = "".join(lines)
-    assert elapsed < 120, elapsed  # the documented bound; the launcher's grace is 300 s
+    assert elapsed < 30, elapsed  # the peer watch; JAX's heartbeats would take 60 s
     assert job.returncode != 0
-    assert re.search(r"\[cluster\] exit codes \[(1|134), 137\]", output), output[-3000:]
-    # Inside a collective, process 0 stops with our one line (exit 1); elsewhere (a save, host
-    # work) JAX's coordination service stops it (SIGABRT, 134) with its own fatal line.
-    errors = [line for line in output.splitlines() if line.startswith("[p0] error:")]
-    fatal = "Terminating process because the JAX distributed service detected fatal errors"
-    assert len(errors) == 1 or fatal in output, output[-3000:]
+    assert "[cluster] exit codes [1, 137]" in output, output[-3000:]
+    # Wherever process 0 was (a collective, a save, host work), it stops with one line.
+    (p0_error,) = [line for line in output.splitlines() if line.startswith("[p0] error:")]
+    assert "another process of the job stopped" in p0_error
+    assert "Check failure" not in output and "[p0] Traceback" not in output, output[-3000:]
 
     latest = max(_saved_steps(tmp_path), default=0)
     job = _two_processes(tmp_path)

@@ -1,0 +1,167 @@
+"""Peer watch: when one process of a multi-process job dies, the others stop within seconds,
+each with one line.
+
+JAX finds a dead process by its missed heartbeats (`multihost.HEARTBEAT_TIMEOUT_S`) and then
+aborts the survivors with a fatal log line and a stack trace; its hook for that moment
+(`missed_heartbeat_callback`) cannot be used from Python in jaxlib 0.10 (the call fails with
+`std::bad_cast`). A survivor inside a collective usually fails sooner, when the dead peer's gloo
+connections close, but not always: a survivor outside any collective (saving, loading data)
+and, rarely, one whose local device thread waits on another local one, hung until that abort.
+
+The watch is one TCP connection per process to process 0: process 0 listens on a free port,
+published through JAX's key-value store, and every other process connects and sends its id.
+The connections stay silent until a process finishes its Python program normally, which it
+marks with one byte at exit (before JAX's shutdown barrier). A connection that closes without
+that byte means its process was killed, crashed or stopped on an uncaught error: the watcher
+prints one `error:` line and exits 1. Process 0 watches every other process and the others
+watch process 0, so a death anywhere reaches every process in at most two hops. A host that
+vanishes without closing its connections (power, network) is still found by JAX's heartbeats.
+"""
+
+import atexit
+import os
+import selectors
+import socket
+import struct
+import sys
+import threading
+
+from absl import logging
+
+_KEY = "anchored_jax/peer_watch_port"
+_FINISHED = b"F"  # sent by a process whose program ended normally
+_CONNECT_TIMEOUT_S = 30.0
+_STOPPING = threading.Lock()
+_sockets: list[socket.socket] = []  # this process's watch connections
+
+
+def stop_now(line: str, traceback_text: str = "") -> None:
+    """Writes `traceback_text` and one `error:` line, then ends this process with exit code 1.
+
+    The first caller wins: an uncaught error and a peer's death seen at the same moment still
+    make one line. No Python clean-up runs, so no shutdown barrier waits for peers that cannot
+    arrive; this process's connections close, which stops its peers in turn."""
+    _STOPPING.acquire()
+    sys.stderr.write(traceback_text + line.rstrip("\n") + "\n")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(1)
+
+
+def start(client, process_id: int, num_processes: int, coordinator_address: str) -> bool:
+    """Starts watching the other processes of this job; returns whether the watch is on.
+
+    `client` is JAX's distributed runtime client (its key-value store carries process 0's
+    port). A watch that cannot be set up (a firewall between hosts) logs a warning and leaves
+    the job as it was: JAX's heartbeats still stop it."""
+    if num_processes < 2:
+        return False
+    try:
+        if process_id == 0:
+            listener = _listen()
+            client.key_value_set(_KEY, str(listener.getsockname()[1]))
+            target, args = _watch_all, (listener, num_processes)
+        else:
+            port = int(client.blocking_key_value_get(_KEY, int(_CONNECT_TIMEOUT_S * 1000)))
+            host = coordinator_address.rpartition(":")[0].strip("[]")
+            conn = socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT_S)
+            conn.settimeout(None)
+            conn.sendall(struct.pack("!I", process_id))
+            _sockets.append(conn)
+            target, args = _watch_process_0, (conn,)
+    except Exception as e:  # noqa: BLE001 (any failure here must leave the job running)
+        logging.warning("Peer watch off (a dead peer is then found by heartbeats): %s", e)
+        return False
+    # Registered after jax's own exit hook (its shutdown barrier), so it runs before it:
+    # atexit runs hooks in reverse order.
+    atexit.register(_say_finished)
+    threading.Thread(target=target, args=args, name="peer-watch", daemon=True).start()
+    return True
+
+
+def _listen() -> socket.socket:
+    if socket.has_dualstack_ipv6():
+        return socket.create_server(("", 0), family=socket.AF_INET6, dualstack_ipv6=True)
+    return socket.create_server(("", 0))
+
+
+def _peer_gone(peer: int) -> None:
+    import jax  # noqa: PLC0415 (initialized by now)
+
+    stop_now(
+        f"error: process {jax.process_index()} of {jax.process_count()} stopped after another "
+        f"process of the job stopped (see its log): process {peer} ended without finishing"
+    )
+
+
+def _watch_all(listener: socket.socket, num_processes: int) -> None:
+    """Process 0: accepts every other process, then waits for any to close unfinished."""
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, data=None)
+    expected = num_processes - 1
+    while True:
+        for key, _ in selector.select():
+            if key.data is None:  # a process connects and names itself
+                conn, _ = listener.accept()
+                conn.settimeout(_CONNECT_TIMEOUT_S)
+                try:
+                    (peer,) = struct.unpack("!I", _receive_exactly(conn, 4))
+                except OSError:
+                    conn.close()
+                    continue
+                conn.settimeout(None)
+                _sockets.append(conn)
+                selector.register(conn, selectors.EVENT_READ, data=peer)
+                expected -= 1
+                if expected == 0:
+                    selector.unregister(listener)
+                    listener.close()
+                continue
+            if _read_finished(key.fileobj):
+                selector.unregister(key.fileobj)
+            else:
+                _peer_gone(key.data)
+
+
+def _watch_process_0(conn: socket.socket) -> None:
+    if not _read_finished(conn):
+        _peer_gone(0)
+
+
+def _read_finished(conn: socket.socket) -> bool:
+    """Blocks until the peer says it finished (True) or its connection ends (False)."""
+    try:
+        return conn.recv(1) == _FINISHED
+    except OSError:
+        return False
+
+
+def _receive_exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed before naming its process")
+        data += chunk
+    return data
+
+
+def _say_finished() -> None:
+    # A normal end of the program. An uncaught error ends through `stop_now`, a kill or a
+    # crash ends with no Python at all: neither gets here.
+    for conn in _sockets:
+        try:
+            conn.sendall(_FINISHED)
+        except OSError:
+            pass
+
+
+def _forget_in_child() -> None:
+    # A forked child (a data worker) must not keep the parent's connections open after the
+    # parent dies, nor announce a finish that is not the parent's.
+    for conn in _sockets:
+        conn.close()
+    _sockets.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
