@@ -4,8 +4,9 @@ Each process gets JAX_COORDINATOR_ADDRESS (127.0.0.1 and a free port), JAX_NUM_P
 JAX_PROCESS_ID, which `anchored_jax.parallel.multihost.initialize_distributed` reads, and,
 with `devices_per_process`, that many simulated CPU devices. Their output lines come back
 prefixed with `[p<id>]`. SIGTERM or SIGINT sent to the launcher reaches every process. When
-one process fails, the others get `grace_s` seconds to stop on their own (JAX notices a dead
-peer within its heartbeat timeout) and are then killed, so the job never hangs.
+one process fails, the others get `grace_s` seconds to stop on their own (the peer watch stops
+them within seconds, JAX's heartbeats within a minute) and are then killed, so the job never
+hangs.
 """
 
 import os

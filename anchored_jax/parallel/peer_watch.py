@@ -9,7 +9,8 @@ connections close, but not always: a survivor outside any collective (saving, lo
 and, rarely, one whose local device thread waits on another local one, hung until that abort.
 
 The watch is one TCP connection per process to process 0: process 0 listens on a free port,
-published through JAX's key-value store, and every other process connects and sends its id.
+published with a random token through JAX's key-value store, and every other process connects
+and sends the token and its id (anything else that connects is dropped).
 The connections stay silent until a process finishes its Python program normally, which it
 marks with one byte at exit (before JAX's shutdown barrier). A connection that closes without
 that byte means its process was killed, crashed or stopped on an uncaught error: the watcher
@@ -20,6 +21,7 @@ vanishes without closing its connections (power, network) is still found by JAX'
 
 import atexit
 import os
+import secrets
 import selectors
 import socket
 import struct
@@ -31,6 +33,7 @@ from absl import logging
 _KEY = "anchored_jax/peer_watch_port"
 _FINISHED = b"F"  # sent by a process whose program ended normally
 _CONNECT_TIMEOUT_S = 30.0
+_TOKEN_BYTES = 16
 _STOPPING = threading.Lock()
 _sockets: list[socket.socket] = []  # this process's watch connections
 
@@ -58,15 +61,16 @@ def start(client, process_id: int, num_processes: int, coordinator_address: str)
         return False
     try:
         if process_id == 0:
-            listener = _listen()
-            client.key_value_set(_KEY, str(listener.getsockname()[1]))
-            target, args = _watch_all, (listener, num_processes)
+            listener, token = _listen(), secrets.token_bytes(_TOKEN_BYTES)
+            client.key_value_set(_KEY, f"{listener.getsockname()[1]} {token.hex()}")
+            target, args = _watch_all, (listener, token, num_processes)
         else:
-            port = int(client.blocking_key_value_get(_KEY, int(_CONNECT_TIMEOUT_S * 1000)))
+            published = client.blocking_key_value_get(_KEY, int(_CONNECT_TIMEOUT_S * 1000))
+            port, token = published.split()
             host = coordinator_address.rpartition(":")[0].strip("[]")
-            conn = socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT_S)
+            conn = socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT_S)
             conn.settimeout(None)
-            conn.sendall(struct.pack("!I", process_id))
+            conn.sendall(bytes.fromhex(token) + struct.pack("!I", process_id))
             _sockets.append(conn)
             target, args = _watch_process_0, (conn,)
     except Exception as e:  # noqa: BLE001 (any failure here must leave the job running)
@@ -94,26 +98,22 @@ def _peer_gone(peer: int) -> None:
     )
 
 
-def _watch_all(listener: socket.socket, num_processes: int) -> None:
+def _watch_all(listener: socket.socket, token: bytes, num_processes: int) -> None:
     """Process 0: accepts every other process, then waits for any to close unfinished."""
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, data=None)
-    expected = num_processes - 1
+    waiting_for = set(range(1, num_processes))
     while True:
         for key, _ in selector.select():
             if key.data is None:  # a process connects and names itself
-                conn, _ = listener.accept()
-                conn.settimeout(_CONNECT_TIMEOUT_S)
-                try:
-                    (peer,) = struct.unpack("!I", _receive_exactly(conn, 4))
-                except OSError:
-                    conn.close()
+                conn, peer = _accept(listener, token)
+                if peer not in waiting_for:
+                    conn.close()  # not a process of this job, or one already watched
                     continue
-                conn.settimeout(None)
                 _sockets.append(conn)
                 selector.register(conn, selectors.EVENT_READ, data=peer)
-                expected -= 1
-                if expected == 0:
+                waiting_for.remove(peer)
+                if not waiting_for:
                     selector.unregister(listener)
                     listener.close()
                 continue
@@ -121,6 +121,20 @@ def _watch_all(listener: socket.socket, num_processes: int) -> None:
                 selector.unregister(key.fileobj)
             else:
                 _peer_gone(key.data)
+
+
+def _accept(listener: socket.socket, token: bytes) -> tuple[socket.socket, int | None]:
+    """The next connection and the process id it names (None without this job's token)."""
+    conn, _ = listener.accept()
+    conn.settimeout(_CONNECT_TIMEOUT_S)
+    try:
+        hello = _receive_exactly(conn, _TOKEN_BYTES + 4)
+    except OSError:
+        return conn, None
+    conn.settimeout(None)
+    if not secrets.compare_digest(hello[:_TOKEN_BYTES], token):
+        return conn, None
+    return conn, struct.unpack("!I", hello[_TOKEN_BYTES:])[0]
 
 
 def _watch_process_0(conn: socket.socket) -> None:
