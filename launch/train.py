@@ -57,13 +57,17 @@ class _QuietLibraries(logging.logging.Filter):
 def main(argv):
     del argv
     logging.get_absl_handler().addFilter(_QuietLibraries())
-    from anchored_jax.parallel.multihost import initialize_distributed
+    from anchored_jax.parallel.multihost import initialize_distributed, stop_at_once_on_error_exit
 
     try:  # Before any device is touched; a no-op for a single process.
         initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     except ValueError as e:
         sys.exit(f"error: {e}")
-    config = _CONFIG.value
+    with stop_at_once_on_error_exit():  # an error one host alone sees stops the job at once
+        _train(_CONFIG.value, _WORKDIR.value, _STOP_AT.value)
+
+
+def _train(config, workdir: str, stop_at_step: int | None) -> None:
     task = config.get("task", "sdit")
     if task not in TASKS:
         sys.exit(f"error: task: expected one of {list(TASKS)}, got {task!r}")
@@ -73,7 +77,7 @@ def main(argv):
         validate_run_config(config)
     except ConfigError as e:
         sys.exit(f"error: {e}")
-    _tasks()[task](config, _WORKDIR.value, stop_at_step=_STOP_AT.value)
+    _tasks()[task](config, workdir, stop_at_step=stop_at_step)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,16 @@ and, rarely, one whose local device thread waits on another local one, hung unti
 The watch is one TCP connection per process to process 0: process 0 listens on a free port,
 published with a random token through JAX's key-value store, and every other process connects
 and sends the token and its id (anything else that connects is dropped).
-The connections stay silent until a process finishes its Python program normally, which it
-marks with one byte at exit (before JAX's shutdown barrier). A connection that closes without
-that byte means its process was killed, crashed or stopped on an uncaught error: the watcher
-prints one `error:` line and exits 1. Process 0 watches every other process and the others
-watch process 0, so a death anywhere reaches every process in at most two hops. A host that
-vanishes without closing its connections (power, network) is still found by JAX's heartbeats.
+The connections stay silent until a process ends. One that finishes its Python program
+normally says so with one byte at exit (before JAX's shutdown barrier); one that stops on an
+error (`stop_now`) says that instead. A connection that closes without either means its
+process was killed or crashed. On a stop or a close without a finish, the watcher prints one
+`error:` line and stops too. Process 0 watches every other process and the others watch
+process 0, so a death anywhere reaches every process in at most two hops. Process 0 leaves
+last (it waits a few seconds for the others to go): it hosts JAX's coordination service, and
+a process still running when that service disappears is aborted by JAX with a fatal log and a
+stack trace instead of its own line. A host that vanishes without closing its connections
+(power, network) is still found by JAX's heartbeats.
 """
 
 import atexit
@@ -27,28 +31,55 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 from absl import logging
 
 _KEY = "anchored_jax/peer_watch_port"
 _FINISHED = b"F"  # sent by a process whose program ended normally
+_STOPPED = b"S"  # sent by a process that stops on an error
 _CONNECT_TIMEOUT_S = 30.0
 _TOKEN_BYTES = 16
+_LAST_TO_LEAVE_S = 5.0  # how long process 0, stopping, waits for the others to leave first
 _STOPPING = threading.Lock()
 _sockets: list[socket.socket] = []  # this process's watch connections
+_hub = False  # whether this process is process 0, watching all the others
 
 
 def stop_now(line: str, traceback_text: str = "") -> None:
-    """Writes `traceback_text` and one `error:` line, then ends this process with exit code 1.
+    """Writes `traceback_text` and one `error:` line, tells the watched peers, and ends this
+    process with exit code 1.
 
-    The first caller wins: an uncaught error and a peer's death seen at the same moment still
-    make one line. No Python clean-up runs, so no shutdown barrier waits for peers that cannot
-    arrive; this process's connections close, which stops its peers in turn."""
+    The first caller wins: an uncaught error and a peer's stop seen at the same moment still
+    make one line. No Python clean-up runs, so no shutdown barrier waits for peers that are
+    blocked in a collective with this process."""
     _STOPPING.acquire()
     sys.stderr.write(traceback_text + line.rstrip("\n") + "\n")
     sys.stderr.flush()
     sys.stdout.flush()
+    for conn in _sockets:
+        try:
+            conn.sendall(_STOPPED)
+        except OSError:
+            pass
+    if _hub:
+        _wait_for_connections_to_close(_LAST_TO_LEAVE_S)
     os._exit(1)
+
+
+def _wait_for_connections_to_close(timeout_s: float) -> None:
+    end = time.monotonic() + timeout_s
+    open_conns = list(_sockets)
+    while open_conns and time.monotonic() < end:
+        for conn in list(open_conns):
+            try:
+                if not conn.recv(64, socket.MSG_DONTWAIT):
+                    open_conns.remove(conn)
+            except BlockingIOError:
+                pass
+            except OSError:
+                open_conns.remove(conn)
+        time.sleep(0.02)
 
 
 def start(client, process_id: int, num_processes: int, coordinator_address: str) -> bool:
@@ -61,6 +92,8 @@ def start(client, process_id: int, num_processes: int, coordinator_address: str)
         return False
     try:
         if process_id == 0:
+            global _hub
+            _hub = True
             listener, token = _listen(), secrets.token_bytes(_TOKEN_BYTES)
             client.key_value_set(_KEY, f"{listener.getsockname()[1]} {token.hex()}")
             target, args = _watch_all, (listener, token, num_processes)
@@ -89,12 +122,13 @@ def _listen() -> socket.socket:
     return socket.create_server(("", 0))
 
 
-def _peer_gone(peer: int) -> None:
+def _peer_ended(peer: int, said: bytes) -> None:
     import jax  # noqa: PLC0415 (initialized by now)
 
+    how = "stopped on an error" if said == _STOPPED else "ended without finishing"
     stop_now(
         f"error: process {jax.process_index()} of {jax.process_count()} stopped after another "
-        f"process of the job stopped (see its log): process {peer} ended without finishing"
+        f"process of the job stopped (see its log): process {peer} {how}"
     )
 
 
@@ -117,10 +151,11 @@ def _watch_all(listener: socket.socket, token: bytes, num_processes: int) -> Non
                     selector.unregister(listener)
                     listener.close()
                 continue
-            if _read_finished(key.fileobj):
+            said = _read_end(key.fileobj)
+            if said == _FINISHED:
                 selector.unregister(key.fileobj)
             else:
-                _peer_gone(key.data)
+                _peer_ended(key.data, said)
 
 
 def _accept(listener: socket.socket, token: bytes) -> tuple[socket.socket, int | None]:
@@ -138,16 +173,18 @@ def _accept(listener: socket.socket, token: bytes) -> tuple[socket.socket, int |
 
 
 def _watch_process_0(conn: socket.socket) -> None:
-    if not _read_finished(conn):
-        _peer_gone(0)
+    said = _read_end(conn)
+    if said != _FINISHED:
+        _peer_ended(0, said)
 
 
-def _read_finished(conn: socket.socket) -> bool:
-    """Blocks until the peer says it finished (True) or its connection ends (False)."""
+def _read_end(conn: socket.socket) -> bytes:
+    """Blocks until the peer says how it ends (`_FINISHED`, `_STOPPED`) or its connection
+    closes (b"")."""
     try:
-        return conn.recv(1) == _FINISHED
+        return conn.recv(1)
     except OSError:
-        return False
+        return b""
 
 
 def _receive_exactly(conn: socket.socket, size: int) -> bytes:

@@ -1,9 +1,15 @@
 """A small job for the multi-process tests: start up, one cross-process collective, then a
-chosen fate: `ok`, `uneven` (the job shuts down JAX's distributed runtime, then process 1
-ends while process 0 works 3 s longer), `raise` (process 1 fails with an error while process
-0 waits for it in a collective), `loop` (keep exchanging), `idle` (wait outside any
-collective) or `fork` (idle, and process 1 has forked a child that lives 40 s, as a data
-worker would)."""
+chosen fate:
+  ok      end normally;
+  uneven  the job shuts down JAX's distributed runtime, then process 1 ends while process 0
+          works 3 s longer;
+  raise   process 1 fails with an error while process 0 waits for it in a collective;
+  exit    the same with `sys.exit("error: ...")`, as the launchers end on bad input;
+  exit_all  every process exits that way at the same step;
+  loop    keep exchanging;
+  idle    wait outside any collective;
+  fork    idle, and process 1 has forked a child that lives 40 s, as a data worker would.
+"""
 
 import os
 import sys
@@ -14,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from anchored_jax.parallel.multihost import initialize_distributed
+from anchored_jax.parallel.multihost import initialize_distributed, stop_at_once_on_error_exit
 
 assert initialize_distributed(), "expected a multi-process environment"
 gathered = multihost_utils.process_allgather(jnp.array([jax.process_index() + 1.0]))
@@ -35,12 +41,17 @@ if fate == "fork" and jax.process_index() == 1 and os.fork() == 0:
 if fate in ("idle", "fork"):
     print("looping", flush=True)
     time.sleep(600)
-if fate in ("raise", "loop"):
+if fate in ("raise", "exit", "exit_all", "loop"):
     print("looping", flush=True)
-    for i in range(100_000):
-        if fate == "raise" and i == 3 and jax.process_index() == 1:
-            # Process 0 has passed exchange 2 and now waits for this process in exchange 3.
-            time.sleep(2.0)
-            raise RuntimeError("a fault of process 1 alone")
-        multihost_utils.process_allgather(jnp.array([float(i)]))
-        time.sleep(0.05)
+    with stop_at_once_on_error_exit():
+        for i in range(100_000):
+            if fate == "exit_all" and i == 3:
+                sys.exit(f"error: a problem every process sees (process {jax.process_index()})")
+            if fate in ("raise", "exit") and i == 3 and jax.process_index() == 1:
+                # Process 0 has passed exchange 2 and now waits for this process in exchange 3.
+                time.sleep(2.0)
+                if fate == "exit":
+                    sys.exit("error: a problem only process 1 sees")
+                raise RuntimeError("a fault of process 1 alone")
+            multihost_utils.process_allgather(jnp.array([float(i)]))
+            time.sleep(0.05)

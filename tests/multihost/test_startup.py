@@ -109,6 +109,27 @@ def test_an_error_in_one_process_stops_the_job_in_seconds_with_one_line_each():
     assert "[p0] Traceback" not in run.stdout and "Check failure" not in run.stdout
 
 
+@pytest.mark.parametrize("fate", ["exit", "exit_all"])
+def test_an_error_exit_stops_the_job_in_seconds_with_one_line_each(fate):
+    # `sys.exit("error: ...")` (how the launchers refuse bad input) in process 1 alone, while
+    # process 0 waits for it in a collective, or in every process at once. A plain exit would
+    # wait 60 s at JAX's shutdown barrier and end the job in JAX's abort traces.
+    start = time.monotonic()
+    run = _local("--processes", "2", "--devices_per_process", "2", "--grace_s", "200", "--",
+                 sys.executable, PROGRAM, fate)  # fmt: skip
+    elapsed = time.monotonic() - start
+    assert run.returncode == 1, run.stdout[-3000:]
+    assert "[cluster] exit codes [1, 1]" in run.stdout, run.stdout[-3000:]
+    assert elapsed < 60, elapsed
+    lines = run.stdout.splitlines()
+    errors = {p: [line for line in lines if line.startswith(f"[p{p}] error:")] for p in (0, 1)}
+    assert all(len(e) == 1 for e in errors.values()), errors
+    if fate == "exit":
+        assert errors[1] == ["[p1] error: a problem only process 1 sees"]
+        assert errors[0][0].endswith("process 1 stopped on an error"), errors
+    assert "Check failure" not in run.stdout and "Terminating process" not in run.stdout
+
+
 @pytest.mark.parametrize("fate", ["loop", "idle", "fork"])
 def test_kill_9_of_one_process_makes_the_other_exit_in_seconds_with_one_line(fate):
     # `loop`: process 0 is exchanging with process 1; `idle`: it is outside any collective,
