@@ -137,7 +137,13 @@ def initialize_distributed(
 
 
 # Errors that mean another process of the job is gone, not a fault of this one.
-_LOST_PEER_SIGNS = ("Connection closed by peer", "Connection reset", "heartbeat", "UNAVAILABLE")
+_LOST_PEER_SIGNS = (
+    "Connection closed by peer",
+    "Connection reset",
+    "Broken pipe",
+    "heartbeat",
+    "UNAVAILABLE",
+)
 
 
 def _stop_this_process(kind, error, tb) -> None:
@@ -149,7 +155,11 @@ def _stop_this_process(kind, error, tb) -> None:
     makes every peer's next collective fail at once, so the whole job stops within seconds.
     """
     message = (str(error).strip().splitlines() or [""])[0]
-    lost_peer = any(sign in message for sign in _LOST_PEER_SIGNS)
+    # A collective that failed because a peer died can say so in words this list lacks; the
+    # peer watch knows (its connection closes in the same instant as the peer's others).
+    lost_peer = any(sign in message for sign in _LOST_PEER_SIGNS) or peer_watch.a_peer_has_ended(
+        wait_s=0.5
+    )
     trace = "" if lost_peer else "".join(traceback.format_exception(kind, error, tb))
     cause = "another process of the job stopped (see its log)" if lost_peer else "an error"
     peer_watch.stop_now(

@@ -43,6 +43,7 @@ _TOKEN_BYTES = 16
 _LAST_TO_LEAVE_S = 5.0  # how long process 0, stopping, waits for the others to leave first
 _STOPPING = threading.Lock()
 _sockets: list[socket.socket] = []  # this process's watch connections
+_finished: set[socket.socket] = set()  # those whose process said it finished
 _hub = False  # whether this process is process 0, watching all the others
 
 
@@ -65,6 +66,24 @@ def stop_now(line: str, traceback_text: str = "") -> None:
     if _hub:
         _wait_for_connections_to_close(_LAST_TO_LEAVE_S)
     os._exit(1)
+
+
+def a_peer_has_ended(wait_s: float = 0.0) -> bool:
+    """Whether a watched process has stopped or closed its connection without finishing,
+    looking for up to `wait_s` seconds. Reads nothing: the watch thread still sees it."""
+    end = time.monotonic() + wait_s
+    while True:
+        for conn in [c for c in _sockets if c not in _finished]:
+            try:
+                if conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != _FINISHED:
+                    return True
+            except BlockingIOError:
+                pass
+            except OSError:
+                return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.02)
 
 
 def _wait_for_connections_to_close(timeout_s: float) -> None:
@@ -153,6 +172,7 @@ def _watch_all(listener: socket.socket, token: bytes, num_processes: int) -> Non
                 continue
             said = _read_end(key.fileobj)
             if said == _FINISHED:
+                _finished.add(key.fileobj)
                 selector.unregister(key.fileobj)
             else:
                 _peer_ended(key.data, said)
@@ -174,7 +194,9 @@ def _accept(listener: socket.socket, token: bytes) -> tuple[socket.socket, int |
 
 def _watch_process_0(conn: socket.socket) -> None:
     said = _read_end(conn)
-    if said != _FINISHED:
+    if said == _FINISHED:
+        _finished.add(conn)
+    else:
         _peer_ended(0, said)
 
 
@@ -213,6 +235,7 @@ def _forget_in_child() -> None:
     for conn in _sockets:
         conn.close()
     _sockets.clear()
+    _finished.clear()
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
