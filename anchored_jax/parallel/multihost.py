@@ -151,8 +151,8 @@ def _stop_this_process(kind, error, tb) -> None:
 
     A normal Python exit would wait at JAX's shutdown barrier for peers that are themselves
     blocked in a collective with this process, so the job would hang for the barrier's
-    timeout and end in an abort trace. Leaving now closes this process's connections, which
-    makes every peer's next collective fail at once, so the whole job stops within seconds.
+    timeout and end in an abort trace. Leaving now tells the peer watch (and closes this
+    process's gloo connections), so the whole job stops within seconds.
     """
     message = (str(error).strip().splitlines() or [""])[0]
     # A collective that failed because a peer died can say so in words this list lacks; the

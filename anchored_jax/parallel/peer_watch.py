@@ -6,7 +6,7 @@ aborts the survivors with a fatal log line and a stack trace; its hook for that 
 (`missed_heartbeat_callback`) cannot be used from Python in jaxlib 0.10 (the call fails with
 `std::bad_cast`). A survivor inside a collective usually fails sooner, when the dead peer's gloo
 connections close, but not always: a survivor outside any collective (saving, loading data)
-and, rarely, one whose local device thread waits on another local one, hung until that abort.
+waited for that abort, and so, rarely, did one inside a collective whose failure never came.
 
 The watch is one TCP connection per process to process 0: process 0 listens on a free port,
 published with a random token through JAX's key-value store, and every other process connects
