@@ -14,7 +14,12 @@ from anchored_jax.parallel.multihost import process_batch_size
 from anchored_jax.training.config_checks import ensure_writable_workdir, validate_animator_config
 from anchored_jax.training.loop import RUN_ERRORS, TrainData, train
 from anchored_jax.training.tasks.animator import AnimatorTask
-from data_pipelines.frame_pairs import build_pair_dataset, make_pair_source, read_videos
+from data_pipelines.frame_pairs import (
+    build_pair_dataset,
+    make_pair_source,
+    read_videos,
+    validate_pair_config,
+)
 
 
 def load_vgg_params(path: str):
@@ -83,6 +88,7 @@ def keypoint_regressor(config: ml_collections.ConfigDict):
 def run(config: ml_collections.ConfigDict, workdir: str, stop_at_step: int | None = None) -> dict:
     try:
         validate_animator_config(config)  # before the regressor's build: bad input fails first
+        validate_pair_config(config.data)
         workdir = ensure_writable_workdir(workdir)
         keypoint_graph, keypoint_params = keypoint_regressor(config)
         task = AnimatorTask(config, validate=False, keypoint_graph=keypoint_graph)

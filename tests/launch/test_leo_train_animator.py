@@ -8,6 +8,7 @@ import ml_collections
 import pytest
 
 from configs.animator import get_config
+from data_pipelines.synthetic_landmark_regressor import CACHE_ENV
 from tests.cli_testing import one_line_error, run_train
 
 TINY = "configs/animator.py:tiny"
@@ -46,9 +47,13 @@ TINY = "configs/animator.py:tiny"
         ("--config.training.gen_lr_schedule=step", "training.gen_lr_schedule: expected one of"),
     ],
 )
-def test_bad_animator_config_gives_one_line(tmp_path, override, expected):
+def test_bad_animator_config_gives_one_line(tmp_path, monkeypatch, override, expected):
+    # An empty regressor cache: the tiny config's keypoint loss would train its landmark
+    # regressor (~1.5 minutes) on first use, and every refusal must come before that.
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     last = one_line_error(run_train(TINY, tmp_path / "run", *override.split()))
     assert expected in last, last
+    assert not os.path.exists(tmp_path / "cache"), "the refusal came after compute"
 
 
 def tiny_run_config():
