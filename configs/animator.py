@@ -152,9 +152,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.logging = logging = ml_collections.ConfigDict()
     logging.log_every_steps = 50
     logging.eval_every_steps = 500 if tiny else 5000  # self-reconstruction of held-out videos
-    logging.eval_videos = 8  # held-out videos reconstructed at each evaluation
-    # frames of each (frame 0 is the source); tiny: 32, as launch.evaluate (16 frames hold
-    # less motion: copy-source is stronger there)
+    logging.eval_videos = 8  # held-out videos reconstructed at each evaluation (at most all)
+    # frames of each (frame 0 is the source; at most a video's length); tiny: 32, as
+    # launch.evaluate (16 frames hold less motion: copy-source is stronger there)
     logging.eval_frames = 32 if tiny else 16
     logging.figure_videos = 2  # videos in the reconstruction figure
     # AKD (synthetic-face landmark regressor, cached; its first build takes ~1.5 min) beside
