@@ -58,11 +58,7 @@ def stop_now(line: str, traceback_text: str = "") -> None:
     sys.stderr.write(traceback_text + line.rstrip("\n") + "\n")
     sys.stderr.flush()
     sys.stdout.flush()
-    for conn in _sockets:
-        try:
-            conn.sendall(_STOPPED)
-        except OSError:
-            pass
+    _tell_all(_STOPPED)
     if _hub:
         _wait_for_connections_to_close(_LAST_TO_LEAVE_S)
     os._exit(1)
@@ -222,11 +218,15 @@ def _receive_exactly(conn: socket.socket, size: int) -> bytes:
 def _say_finished() -> None:
     # A normal end of the program. An uncaught error ends through `stop_now`, a kill or a
     # crash ends with no Python at all: neither gets here.
+    _tell_all(_FINISHED)
+
+
+def _tell_all(said: bytes) -> None:
     for conn in _sockets:
         try:
-            conn.sendall(_FINISHED)
+            conn.sendall(said)
         except OSError:
-            pass
+            pass  # that peer is gone already
 
 
 def _forget_in_child() -> None:
